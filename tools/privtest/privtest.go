@@ -12,10 +12,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"runtime"
 	"testing"
 
-	"github.com/vishvananda/netns"
+	"github.com/lumbrjx/vpblu/tools/netns"
 )
 
 // Require stops the test unless the process is root. why says what the
@@ -33,68 +32,23 @@ func Require(t testing.TB, why string) {
 }
 
 // NS is a named network namespace created for one test.
-type NS struct {
-	// Name is the name under /run/netns, so `ip netns exec Name` works.
-	Name   string
-	Handle netns.NsHandle
-}
-
-// Path is the namespace's bind-mount path.
-func (n NS) Path() string { return "/run/netns/" + n.Name }
+type NS = netns.NS
 
 // NewNS creates a fresh named network namespace with loopback up and
-// deletes it when the test ends. prefix should be short: names are limited
-// to 15 characters by some tools.
+// deletes it when the test ends. Keep prefix short: the name gets a
+// 7-character suffix.
 func NewNS(t testing.TB, prefix string) NS {
 	t.Helper()
-	name := prefix + "-" + randSuffix()
-	var h netns.NsHandle
-	err := onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		defer netns.Set(orig) //nolint:errcheck // best effort: the thread is locked and discarded anyway
-		h, err = netns.NewNamed(name)
-		if err != nil {
-			return err
-		}
-		return loopbackUp()
-	})
+	ns, err := netns.Create(prefix + "-" + randSuffix())
 	if err != nil {
-		t.Fatalf("create network namespace %s: %v", name, err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete network namespace %s: %v", name, err)
+		if err := ns.Delete(); err != nil {
+			t.Errorf("%v", err)
 		}
 	})
-	return NS{Name: name, Handle: h}
-}
-
-// Do runs f on an OS thread that is inside ns, and returns f's error. The
-// thread is discarded afterwards so no other goroutine ever runs in ns by
-// accident.
-func (n NS) Do(f func() error) error {
-	return onLockedThread(func() error {
-		if err := netns.Set(n.Handle); err != nil {
-			return fmt.Errorf("enter netns %s: %w", n.Name, err)
-		}
-		return f()
-	})
-}
-
-// onLockedThread runs f on a fresh locked OS thread that is never reused
-// (the goroutine exits still locked, so the runtime terminates the thread).
-func onLockedThread(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		errc <- f()
-	}()
-	return <-errc
+	return ns
 }
 
 func randSuffix() string {

@@ -1,0 +1,172 @@
+package sim
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lumbrjx/vpblu/tools/netns"
+)
+
+// FlowStats counts one direction of a sequence-numbered UDP flow.
+type FlowStats struct {
+	Sent       uint64
+	Received   uint64
+	Lost       uint64 // sequence numbers sent but never received
+	Duplicates uint64
+	// LongestGap is the longest run of consecutive lost sequence numbers,
+	// times the send interval: how long the flow was cut, at worst.
+	LongestGap time.Duration
+}
+
+func (s FlowStats) String() string {
+	return fmt.Sprintf("sent=%d received=%d lost=%d dup=%d longest-gap=%s", s.Sent, s.Received, s.Lost, s.Duplicates, s.LongestGap)
+}
+
+// Flow sends sequence-numbered UDP datagrams from one namespace to an
+// address in another at a fixed rate, and records which arrive.
+type Flow struct {
+	interval time.Duration
+	send     *net.UDPConn
+	recv     *net.UDPConn
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	sent     atomic.Uint64
+	mu       sync.Mutex
+	seen     []bool
+	received uint64
+	dups     uint64
+	sendErr  error
+}
+
+const flowPort = 47000
+
+// StartFlow starts a flow of rate datagrams per second from src (inside
+// srcNS) to dst (inside dstNS). The sockets are created inside the
+// namespaces, so the traffic is exactly what pods there would send.
+func StartFlow(srcNS netns.NS, src netip.Addr, dstNS netns.NS, dst netip.Addr, rate int) (*Flow, error) {
+	if rate <= 0 || rate > 100000 {
+		return nil, fmt.Errorf("flow rate %d out of range", rate)
+	}
+	f := &Flow{interval: time.Second / time.Duration(rate)}
+	err := dstNS.Do(func() error {
+		var err error
+		f.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, flowPort)))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flow receiver on %s: %w", dst, err)
+	}
+	err = srcNS.Do(func() error {
+		var err error
+		f.send, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, flowPort)))
+		return err
+	})
+	if err != nil {
+		f.recv.Close()
+		return nil, fmt.Errorf("flow sender on %s: %w", src, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.wg.Add(2)
+	go f.receive()
+	go f.transmit(ctx)
+	return f, nil
+}
+
+func (f *Flow) transmit(ctx context.Context) {
+	defer f.wg.Done()
+	// Send in 1 ms batches so the rate holds even when the scheduler is
+	// late: each tick sends what the clock says is due.
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	buf := make([]byte, 64)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			due := uint64(now.Sub(start) / f.interval)
+			for f.sent.Load() < due {
+				seq := f.sent.Load()
+				binary.BigEndian.PutUint64(buf, seq)
+				if _, err := f.send.Write(buf); err != nil && !errors.Is(err, net.ErrClosed) {
+					// A refused or unreachable send is a lost datagram,
+					// not the end of the flow.
+					f.mu.Lock()
+					f.sendErr = err
+					f.mu.Unlock()
+				}
+				f.sent.Add(1)
+			}
+		}
+	}
+}
+
+func (f *Flow) receive() {
+	defer f.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, err := f.recv.Read(buf)
+		if err != nil {
+			return
+		}
+		if n < 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(buf)
+		f.mu.Lock()
+		if seq < 1<<24 {
+			for uint64(len(f.seen)) <= seq {
+				f.seen = append(f.seen, false)
+			}
+			if f.seen[seq] {
+				f.dups++
+			} else {
+				f.seen[seq] = true
+				f.received++
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+// Stop stops sending, waits grace for datagrams in flight, and returns the
+// flow's statistics.
+func (f *Flow) Stop(grace time.Duration) FlowStats {
+	f.cancel()
+	time.Sleep(grace)
+	f.send.Close()
+	f.recv.Close()
+	f.wg.Wait()
+	return f.Stats()
+}
+
+// Stats returns the statistics so far: datagrams not yet received count
+// as lost.
+func (f *Flow) Stats() FlowStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sent := f.sent.Load()
+	s := FlowStats{Sent: sent, Received: f.received, Duplicates: f.dups}
+	var gap, longest uint64
+	for seq := uint64(0); seq < sent; seq++ {
+		if seq < uint64(len(f.seen)) && f.seen[seq] {
+			gap = 0
+			continue
+		}
+		s.Lost++
+		gap++
+		longest = max(longest, gap)
+	}
+	s.LongestGap = time.Duration(longest) * f.interval
+	return s
+}
