@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
+)
+
+// TestControllerDown (§12.7): with every controller replica down the data
+// plane keeps forwarding; when they return, every agent reconnects and
+// resyncs without losing a datagram.
+func TestControllerDown(t *testing.T, c Cluster) {
+	ensureMesh(t, c)
+	ctx := ctxFor(t, 3*time.Minute)
+	fs := startFlows(t, c, 200)
+	if err := c.StopControllers(ctx); err != nil {
+		fs.stop(0)
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	returned := time.Now()
+	if err := c.StartControllers(ctx); err != nil {
+		fs.stop(0)
+		t.Fatal(err)
+	}
+	took := waitAgentsConnected(t, c, returned, 60*time.Second)
+	figure(t, "controller-return-resync-ms", ms(took))
+	time.Sleep(time.Second)
+	sent, lost, detail := fs.stop(300 * time.Millisecond)
+	figure(t, "controller-down-lost-packets", lost)
+	if lost != 0 {
+		t.Errorf("flows lost %d of %d datagrams across the controller outage:\n%s", lost, sent, detail)
+	}
+}
+
+// TestLeaderFailover (§12.11): killing the leading controller hands every
+// agent to the standby within the lease duration, without losing a
+// datagram.
+func TestLeaderFailover(t *testing.T, c Cluster) {
+	ensureMesh(t, c)
+	ctx := ctxFor(t, 3*time.Minute)
+	waitAgentsConnected(t, c, time.Time{}, 60*time.Second)
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := startFlows(t, c, 200)
+	killed := time.Now()
+	if err := c.KillController(ctx, leader); err != nil {
+		fs.stop(0)
+		t.Fatal(err)
+	}
+	eventually(t, c.LeaseDuration()+10*time.Second, 50*time.Millisecond, "a new leader", func() (bool, string) {
+		l, err := c.Leader(ctx)
+		return err == nil && l != leader, fmt.Sprintf("leader %d, %v", l, err)
+	})
+	took := waitAgentsConnected(t, c, killed, c.LeaseDuration()+20*time.Second)
+	figure(t, "failover-ms", ms(took))
+	if limit := c.LeaseDuration() + 5*time.Second; took > limit {
+		t.Errorf("agents served by the new leader %s after the kill, want within the lease duration (%s) plus the agents' retry (5s)", took, c.LeaseDuration())
+	}
+	time.Sleep(time.Second)
+	sent, lost, detail := fs.stop(300 * time.Millisecond)
+	figure(t, "failover-lost-packets", lost)
+	if lost != 0 {
+		t.Errorf("flows lost %d of %d datagrams across the failover:\n%s", lost, sent, detail)
+	}
+	if err := c.StartControllers(ctx); err != nil {
+		t.Fatalf("restart the killed replica: %v", err)
+	}
+}
+
+// waitAgentsConnected waits until every node's VpbluNode says its agent is
+// connected and was seen after since, and returns how long it took.
+func waitAgentsConnected(t testing.TB, c Cluster, since time.Time, timeout time.Duration) time.Duration {
+	t.Helper()
+	ctx := ctxFor(t, timeout+10*time.Second)
+	start := time.Now()
+	eventually(t, timeout, 50*time.Millisecond, "every agent connected to the leader", func() (bool, string) {
+		list := &v1alpha1.VpbluNodeList{}
+		if err := c.Client().List(ctx, list); err != nil {
+			return false, err.Error()
+		}
+		connected := map[string]bool{}
+		for _, vn := range list.Items {
+			cond := meta.FindStatusCondition(vn.Status.Conditions, v1alpha1.ConditionConnected)
+			if cond != nil && cond.Status == "True" && !cond.LastTransitionTime.Time.Before(since.Truncate(time.Second)) {
+				connected[vn.Name] = true
+			}
+		}
+		for _, n := range c.Nodes() {
+			if !connected[n.Name] {
+				return false, fmt.Sprintf("%s not (re)connected since %s", n.Name, since.Format(time.TimeOnly))
+			}
+		}
+		return true, ""
+	})
+	return time.Since(start)
+}

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
+)
+
+// MeshPolicy is the name of the FullMesh TunnelPolicy the suite applies.
+const MeshPolicy = "e2e-fullmesh"
+
+// fullMesh returns the suite's FullMesh TunnelPolicy.
+func fullMesh(port int) *v1alpha1.TunnelPolicy {
+	return &v1alpha1.TunnelPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: MeshPolicy},
+		Spec: v1alpha1.TunnelPolicySpec{
+			Mode:                       v1alpha1.FullMesh,
+			ListenPort:                 int32(port),
+			PersistentKeepaliveSeconds: ptr.To[int32](25),
+			Strict:                     ptr.To(true),
+		},
+	}
+}
+
+// ensureMesh applies the FullMesh policy if it is missing and waits until
+// every node has a completed handshake with every other node.
+func ensureMesh(t testing.TB, c Cluster) {
+	t.Helper()
+	ctx := ctxFor(t, 2*time.Minute)
+	err := c.Client().Create(ctx, fullMesh(c.ListenPort()))
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("apply FullMesh TunnelPolicy: %v", err)
+	}
+	waitMesh(t, c, time.Time{}, 60*time.Second)
+}
+
+// waitMesh waits until every node has every other node as a peer with a
+// handshake after since, and returns how long that took.
+func waitMesh(t testing.TB, c Cluster, since time.Time, timeout time.Duration) time.Duration {
+	t.Helper()
+	ctx := ctxFor(t, timeout+10*time.Second)
+	return eventually(t, timeout, 50*time.Millisecond, "every node has a handshake with every other node", func() (bool, string) {
+		return meshComplete(ctx, c, since)
+	})
+}
+
+func meshComplete(ctx context.Context, c Cluster, since time.Time) (bool, string) {
+	nodes := c.Nodes()
+	for _, n := range nodes {
+		peers, err := c.WireGuard(ctx, n.Name)
+		if err != nil {
+			return false, fmt.Sprintf("%s: %v", n.Name, err)
+		}
+		if len(peers) != len(nodes)-1 {
+			return false, fmt.Sprintf("%s has %d peers, want %d", n.Name, len(peers), len(nodes)-1)
+		}
+		for _, p := range peers {
+			if p.LastHandshake.IsZero() || p.LastHandshake.Before(since.Truncate(time.Second)) {
+				return false, fmt.Sprintf("%s: peer %s has no handshake yet", n.Name, p.Endpoint)
+			}
+		}
+	}
+	return true, ""
+}
+
+// crossNodePairs returns one pod pair for every ordered pair of distinct
+// nodes.
+func crossNodePairs(c Cluster) [][2]Pod {
+	first := map[string]Pod{}
+	var order []string
+	for _, p := range c.Pods() {
+		if _, ok := first[p.Node]; !ok {
+			first[p.Node] = p
+			order = append(order, p.Node)
+		}
+	}
+	var pairs [][2]Pod
+	for _, a := range order {
+		for _, b := range order {
+			if a != b {
+				pairs = append(pairs, [2]Pod{first[a], first[b]})
+			}
+		}
+	}
+	return pairs
+}
+
+// podsOn returns the pods of a node.
+func podsOn(c Cluster, node string) []Pod {
+	var out []Pod
+	for _, p := range c.Pods() {
+		if p.Node == node {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var families = []string{"v4", "v6"}
+
+// pingAll pings every cross-node pair in both families and fails the test
+// on any failure.
+func pingAll(t testing.TB, c Cluster) {
+	t.Helper()
+	ctx := ctxFor(t, time.Minute)
+	for _, pair := range crossNodePairs(c) {
+		for _, fam := range families {
+			dst := pair[1].Addr(fam)
+			if out, err := c.Ping(ctx, pair[0], dst, "-c", "1", "-W", "2"); err != nil {
+				t.Errorf("ping %s (%s) → %s (%s) %s: %v\n%s", pair[0].Name, pair[0].Node, pair[1].Name, pair[1].Node, dst, err, out)
+			}
+		}
+	}
+}
+
+// flows starts a flow in both directions between every cross-node pair in
+// both families.
+type flowSet struct {
+	names []string
+	flows []Flow
+}
+
+func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
+	t.Helper()
+	fs := &flowSet{}
+	for _, pair := range crossNodePairs(c) {
+		for _, fam := range families {
+			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), rate)
+			if err != nil {
+				fs.stop(0)
+				t.Fatalf("start flow %s → %s %s: %v", pair[0].Name, pair[1].Name, fam, err)
+			}
+			fs.names = append(fs.names, fmt.Sprintf("%s→%s/%s", pair[0].Name, pair[1].Name, fam))
+			fs.flows = append(fs.flows, f)
+		}
+	}
+	return fs
+}
+
+// stop stops every flow and returns the total lost and a description of
+// the flows that lost datagrams.
+func (fs *flowSet) stop(grace time.Duration) (sent, lost uint64, detail string) {
+	var b strings.Builder
+	for i, f := range fs.flows {
+		s := f.Stop(grace)
+		sent += s.Sent
+		lost += s.Lost
+		if s.Lost > 0 {
+			fmt.Fprintf(&b, "  %s: sent=%d lost=%d longest-gap=%s\n", fs.names[i], s.Sent, s.Lost, s.LongestGap)
+		}
+	}
+	return sent, lost, b.String()
+}
+
+func hostPrefix(a netip.Addr) v1alpha1.CIDR {
+	return v1alpha1.CIDR(netip.PrefixFrom(a, a.BitLen()).String())
+}
+
+func deleteIfExists(ctx context.Context, c client.Client, obj client.Object) error {
+	err := c.Delete(ctx, obj)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

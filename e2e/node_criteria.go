@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
+)
+
+// TestNodeJoinAndDelete (§12.5, §12.12): a node joining under load peers
+// with every node without a single cleartext packet, and deleting it
+// removes its peer from every other node.
+func TestNodeJoinAndDelete(t *testing.T, c Cluster) {
+	ensureMesh(t, c)
+	ctx := ctxFor(t, 3*time.Minute)
+	capture, err := c.StartCapture(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := startFlows(t, c, 200)
+	before := len(c.Nodes())
+
+	joined, err := c.AddNode(ctx)
+	if err != nil {
+		fs.stop(0)
+		capture.Stop()
+		t.Fatalf("add a node: %v", err)
+	}
+	took := waitMesh(t, c, time.Time{}, 30*time.Second)
+	figure(t, "node-join-mesh-ms", ms(took))
+	// Traffic to and from the new node's pods, across the mesh.
+	joinFlows := &flowSet{}
+	for _, p := range podsOn(c, joined.Name)[:1] {
+		for _, q := range c.Pods() {
+			if q.Node == joined.Name {
+				continue
+			}
+			for _, fam := range families {
+				for _, dir := range [][2]Pod{{p, q}, {q, p}} {
+					f, err := c.StartFlow(dir[0], dir[1], dir[1].Addr(fam), 100)
+					if err != nil {
+						t.Fatal(err)
+					}
+					joinFlows.flows = append(joinFlows.flows, f)
+					joinFlows.names = append(joinFlows.names, fmt.Sprintf("%s→%s/%s", dir[0].Name, dir[1].Name, fam))
+				}
+			}
+			break
+		}
+	}
+	time.Sleep(time.Second)
+	_, lostJoin, detail := joinFlows.stop(300 * time.Millisecond)
+	if lostJoin != 0 {
+		t.Errorf("flows to and from the joined node lost %d datagrams after the mesh formed:\n%s", lostJoin, detail)
+	}
+	_, lost, detail := fs.stop(300 * time.Millisecond)
+	figure(t, "node-join-lost-packets", lost)
+	if lost != 0 {
+		t.Errorf("existing flows lost %d datagrams while a node joined:\n%s", lost, detail)
+	}
+	got := capture.Stop()
+	figure(t, "node-join-cleartext-packets", got.Cleartext)
+	if got.Cleartext != 0 {
+		t.Errorf("%d cleartext pod packets on the underlay during the join, e.g.\n%v", got.Cleartext, got.Samples)
+	}
+
+	// Delete it again: every remaining node drops the peer.
+	vn := &v1alpha1.VpbluNode{}
+	if err := c.Client().Get(ctx, types.NamespacedName{Name: joined.Name}, vn); err != nil || vn.Status.PublicKey == "" {
+		t.Fatalf("joined node's public key: %v %q", err, vn.Status.PublicKey)
+	}
+	if err := c.RemoveNode(ctx, joined.Name); err != nil {
+		t.Fatal(err)
+	}
+	took = eventually(t, 30*time.Second, 50*time.Millisecond, "every node drops the deleted node's peer", func() (bool, string) {
+		for _, n := range c.Nodes() {
+			peers, err := c.WireGuard(ctx, n.Name)
+			if err != nil {
+				return false, err.Error()
+			}
+			if len(peers) != before-1 {
+				return false, fmt.Sprintf("%s has %d peers, want %d", n.Name, len(peers), before-1)
+			}
+			for _, p := range peers {
+				if p.PublicKey == vn.Status.PublicKey {
+					return false, fmt.Sprintf("%s still peers with %s", n.Name, joined.Name)
+				}
+			}
+		}
+		return true, ""
+	})
+	figure(t, "node-delete-peer-removed-ms", ms(took))
+	pingAll(t, c)
+}
