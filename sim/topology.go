@@ -277,6 +277,21 @@ func (n *Network) addPod(node *Node, j int) (*Pod, error) {
 // baseCNIRoutes adds the plain routes between nodes that a Flannel-like
 // host-gw CNI would: every other node's pod CIDRs via its underlay address.
 func (n *Network) baseCNIRoutes(node *Node) error {
+	for _, other := range n.Nodes {
+		if other != node {
+			if err := n.baseCNIRoute(node, other); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// baseCNIRoute adds, on node, the routes to other's pod CIDRs.
+func (n *Network) baseCNIRoute(node, other *Node) error {
+	if node == other {
+		return nil
+	}
 	nh, err := node.NS.Netlink()
 	if err != nil {
 		return err
@@ -286,21 +301,54 @@ func (n *Network) baseCNIRoutes(node *Node) error {
 	if err != nil {
 		return err
 	}
+	for _, r := range []struct {
+		dst netip.Prefix
+		gw  netip.Addr
+	}{{other.PodV4, other.IPv4}, {other.PodV6, other.IPv6}} {
+		route := &netlink.Route{LinkIndex: up.Attrs().Index, Dst: prefixNet(r.dst), Gw: r.gw.AsSlice()}
+		if err := nh.RouteAdd(route); err != nil {
+			return fmt.Errorf("route on %s to %s via %s: %w", node.Name, r.dst, r.gw, err)
+		}
+	}
+	return nil
+}
+
+// removeNode deletes a node's namespaces, its underlay port and the other
+// nodes' routes to its pods.
+func (n *Network) removeNode(node *Node) error {
+	var errs []error
 	for _, other := range n.Nodes {
 		if other == node {
 			continue
 		}
-		for _, r := range []struct {
-			dst netip.Prefix
-			gw  netip.Addr
-		}{{other.PodV4, other.IPv4}, {other.PodV6, other.IPv6}} {
-			route := &netlink.Route{LinkIndex: up.Attrs().Index, Dst: prefixNet(r.dst), Gw: r.gw.AsSlice()}
-			if err := nh.RouteAdd(route); err != nil {
-				return fmt.Errorf("route %s via %s: %w", r.dst, r.gw, err)
-			}
+		nh, err := other.NS.Netlink()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, dst := range []netip.Prefix{node.PodV4, node.PodV6} {
+			_ = nh.RouteDel(&netlink.Route{Dst: prefixNet(dst)})
+		}
+		nh.Close()
+	}
+	for _, p := range node.Pods {
+		errs = append(errs, p.NS.Delete())
+	}
+	errs = append(errs, node.NS.Delete())
+	if ul, err := n.Underlay.Netlink(); err == nil {
+		if l, err := ul.LinkByName(fmt.Sprintf("n%d", node.Index)); err == nil {
+			_ = ul.LinkDel(l)
+		}
+		ul.Close()
+	}
+	kept := n.Nodes[:0]
+	for _, other := range n.Nodes {
+		if other != node {
+			kept = append(kept, other)
 		}
 	}
-	return nil
+	n.Nodes = kept
+	return errors.Join(errs...)
 }
 
 // Teardown removes every namespace and link of the network.

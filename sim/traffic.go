@@ -23,6 +23,8 @@ type FlowStats struct {
 	// LongestGap is the longest run of consecutive lost sequence numbers,
 	// times the send interval: how long the flow was cut, at worst.
 	LongestGap time.Duration
+	// LastReceived is when the last datagram arrived.
+	LastReceived time.Time
 }
 
 func (s FlowStats) String() string {
@@ -43,6 +45,7 @@ type Flow struct {
 	seen     []bool
 	received uint64
 	dups     uint64
+	lastRecv time.Time
 	sendErr  error
 }
 
@@ -134,6 +137,7 @@ func (f *Flow) receive() {
 				f.seen[seq] = true
 				f.received++
 			}
+			f.lastRecv = time.Now()
 		}
 		f.mu.Unlock()
 	}
@@ -156,7 +160,7 @@ func (f *Flow) Stats() FlowStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sent := f.sent.Load()
-	s := FlowStats{Sent: sent, Received: f.received, Duplicates: f.dups}
+	s := FlowStats{Sent: sent, Received: f.received, Duplicates: f.dups, LastReceived: f.lastRecv}
 	var gap, longest uint64
 	for seq := uint64(0); seq < sent; seq++ {
 		if seq < uint64(len(f.seen)) && f.seen[seq] {
