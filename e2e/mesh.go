@@ -50,11 +50,13 @@ func waitMesh(t testing.TB, c Cluster, since time.Time, timeout time.Duration) t
 	t.Helper()
 	ctx := ctxFor(t, timeout+10*time.Second)
 	return eventually(t, timeout, 50*time.Millisecond, "every node has a handshake with every other node", func() (bool, string) {
-		return meshComplete(ctx, c, since)
+		return MeshFormed(ctx, c, since)
 	})
 }
 
-func meshComplete(ctx context.Context, c Cluster, since time.Time) (bool, string) {
+// MeshFormed reports whether every node has every other node as a peer
+// with a handshake after since, and if not, why.
+func MeshFormed(ctx context.Context, c Cluster, since time.Time) (bool, string) {
 	nodes := c.Nodes()
 	for _, n := range nodes {
 		peers, err := c.WireGuard(ctx, n.Name)
