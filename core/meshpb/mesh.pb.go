@@ -1351,17 +1351,22 @@ func (x *SyncState) GetBlocks() []*BlockRule {
 type Delta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Base  *Generation            `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"`
-	// config, when set, replaces the node config.
+	// config, when set, replaces the node config except cluster_cidrs, which
+	// must be empty here: add_cluster_cidrs and remove_cluster_cidrs change
+	// them, so a node joining costs every other node two prefixes, not the
+	// whole list.
 	Config      *NodeConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
 	UpsertPeers []*Peer     `protobuf:"bytes,3,rep,name=upsert_peers,json=upsertPeers,proto3" json:"upsert_peers,omitempty"`
 	// remove_peers names nodes whose peer entry goes away.
-	RemovePeers   []string     `protobuf:"bytes,4,rep,name=remove_peers,json=removePeers,proto3" json:"remove_peers,omitempty"`
-	AddRoutes     []*Route     `protobuf:"bytes,5,rep,name=add_routes,json=addRoutes,proto3" json:"add_routes,omitempty"`
-	RemoveRoutes  []*Route     `protobuf:"bytes,6,rep,name=remove_routes,json=removeRoutes,proto3" json:"remove_routes,omitempty"`
-	AddBlocks     []*BlockRule `protobuf:"bytes,7,rep,name=add_blocks,json=addBlocks,proto3" json:"add_blocks,omitempty"`
-	RemoveBlocks  []*BlockRule `protobuf:"bytes,8,rep,name=remove_blocks,json=removeBlocks,proto3" json:"remove_blocks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RemovePeers        []string     `protobuf:"bytes,4,rep,name=remove_peers,json=removePeers,proto3" json:"remove_peers,omitempty"`
+	AddRoutes          []*Route     `protobuf:"bytes,5,rep,name=add_routes,json=addRoutes,proto3" json:"add_routes,omitempty"`
+	RemoveRoutes       []*Route     `protobuf:"bytes,6,rep,name=remove_routes,json=removeRoutes,proto3" json:"remove_routes,omitempty"`
+	AddBlocks          []*BlockRule `protobuf:"bytes,7,rep,name=add_blocks,json=addBlocks,proto3" json:"add_blocks,omitempty"`
+	RemoveBlocks       []*BlockRule `protobuf:"bytes,8,rep,name=remove_blocks,json=removeBlocks,proto3" json:"remove_blocks,omitempty"`
+	AddClusterCidrs    []string     `protobuf:"bytes,9,rep,name=add_cluster_cidrs,json=addClusterCidrs,proto3" json:"add_cluster_cidrs,omitempty"`
+	RemoveClusterCidrs []string     `protobuf:"bytes,10,rep,name=remove_cluster_cidrs,json=removeClusterCidrs,proto3" json:"remove_cluster_cidrs,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Delta) Reset() {
@@ -1446,6 +1451,20 @@ func (x *Delta) GetAddBlocks() []*BlockRule {
 func (x *Delta) GetRemoveBlocks() []*BlockRule {
 	if x != nil {
 		return x.RemoveBlocks
+	}
+	return nil
+}
+
+func (x *Delta) GetAddClusterCidrs() []string {
+	if x != nil {
+		return x.AddClusterCidrs
+	}
+	return nil
+}
+
+func (x *Delta) GetRemoveClusterCidrs() []string {
+	if x != nil {
+		return x.RemoveClusterCidrs
 	}
 	return nil
 }
@@ -1655,7 +1674,7 @@ const file_mesh_proto_rawDesc = "" +
 	"\x06config\x18\x01 \x01(\v2\x19.vpblu.mesh.v1.NodeConfigR\x06config\x12)\n" +
 	"\x05peers\x18\x02 \x03(\v2\x13.vpblu.mesh.v1.PeerR\x05peers\x12,\n" +
 	"\x06routes\x18\x03 \x03(\v2\x14.vpblu.mesh.v1.RouteR\x06routes\x120\n" +
-	"\x06blocks\x18\x04 \x03(\v2\x18.vpblu.mesh.v1.BlockRuleR\x06blocks\"\xac\x03\n" +
+	"\x06blocks\x18\x04 \x03(\v2\x18.vpblu.mesh.v1.BlockRuleR\x06blocks\"\x8a\x04\n" +
 	"\x05Delta\x12-\n" +
 	"\x04base\x18\x01 \x01(\v2\x19.vpblu.mesh.v1.GenerationR\x04base\x121\n" +
 	"\x06config\x18\x02 \x01(\v2\x19.vpblu.mesh.v1.NodeConfigR\x06config\x126\n" +
@@ -1666,7 +1685,10 @@ const file_mesh_proto_rawDesc = "" +
 	"\rremove_routes\x18\x06 \x03(\v2\x14.vpblu.mesh.v1.RouteR\fremoveRoutes\x127\n" +
 	"\n" +
 	"add_blocks\x18\a \x03(\v2\x18.vpblu.mesh.v1.BlockRuleR\taddBlocks\x12=\n" +
-	"\rremove_blocks\x18\b \x03(\v2\x18.vpblu.mesh.v1.BlockRuleR\fremoveBlocks\"\x9a\x02\n" +
+	"\rremove_blocks\x18\b \x03(\v2\x18.vpblu.mesh.v1.BlockRuleR\fremoveBlocks\x12*\n" +
+	"\x11add_cluster_cidrs\x18\t \x03(\tR\x0faddClusterCidrs\x120\n" +
+	"\x14remove_cluster_cidrs\x18\n" +
+	" \x03(\tR\x12removeClusterCidrs\"\x9a\x02\n" +
 	"\x0fRotationCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1c.vpblu.mesh.v1.RotationPhaseR\x05phase\x12\x18\n" +
