@@ -64,7 +64,7 @@ test-assets: ## Build (once, cached) the real kube-apiserver, etcd and kubectl t
 
 .PHONY: deps
 deps:
-	@hack/deps.sh etcd net
+	@hack/deps.sh etcd net vm
 
 .PHONY: test
 test: deps verify-generated lint ## Everything CI runs: generated code, lint, all tests (root for the data plane).

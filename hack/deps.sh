@@ -7,7 +7,7 @@ declare -A groups=(
 	[etcd]="etcd-server:etcd"                                   # API server tests
 	[generate]="clang:clang llvm:llvm-strip protobuf-compiler:protoc libbpf-dev:/usr/include/bpf/bpf_helpers.h"
 	[net]="iproute2:ip iputils-ping:ping tcpdump:tcpdump iperf3:iperf3 wireguard-tools:wg nftables:nft" # privileged and sim tests
-	[vm]="qemu-system-x86:qemu-system-x86_64 busybox-static:/bin/busybox"
+	[vm]="qemu-system-x86:qemu-system-x86_64 busybox-static:/bin/busybox xz-utils:xz zstd:zstd"
 )
 
 missing=()
