@@ -165,11 +165,15 @@ const (
 	RotationPhase_ROTATION_PHASE_DISTRIBUTE RotationPhase = 2
 	// ACTIVATE: switch the pair's traffic to the temporary interface, re-key
 	// wg-mesh (new key on the rotating node; the new public key on the
-	// peers), then switch traffic back.
+	// peers), then switch traffic back: the steps SWITCH_TO_TEMP, REKEY and
+	// SWITCH_BACK, each sent to every node of the rotation once all of them
+	// completed the one before.
 	RotationPhase_ROTATION_PHASE_ACTIVATE RotationPhase = 3
 	// RETIRE: tear the temporary interface down, zeroize the old key.
 	RotationPhase_ROTATION_PHASE_RETIRE RotationPhase = 4
 	// ROLLBACK: undo every phase before Retire; the old key stays in force.
+	// Steps SWITCH_TO_TEMP, RESTORE, SWITCH_BACK, TEARDOWN (UNSPECIFIED is
+	// TEARDOWN: everything at once).
 	RotationPhase_ROTATION_PHASE_ROLLBACK RotationPhase = 5
 )
 
@@ -218,6 +222,78 @@ func (x RotationPhase) Number() protoreflect.EnumNumber {
 // Deprecated: Use RotationPhase.Descriptor instead.
 func (RotationPhase) EnumDescriptor() ([]byte, []int) {
 	return file_mesh_proto_rawDescGZIP(), []int{2}
+}
+
+// RotationStep orders the work inside ACTIVATE and ROLLBACK. Every step
+// names the state the daemon must reach, not a delta: a daemon that missed
+// a step, or restarted, reaches the same state from wherever it stands.
+type RotationStep int32
+
+const (
+	RotationStep_ROTATION_STEP_UNSPECIFIED RotationStep = 0
+	// SWITCH_TO_TEMP: steer the traffic of the pair (subject, peer) into the
+	// temporary interface (one BPF map write), wg-mesh unchanged.
+	RotationStep_ROTATION_STEP_SWITCH_TO_TEMP RotationStep = 1
+	// REKEY (ACTIVATE only): traffic stays on the temporary interface; on
+	// wg-mesh the subject takes its new private key and each peer replaces
+	// the subject's old public key with the new one.
+	RotationStep_ROTATION_STEP_REKEY RotationStep = 2
+	// SWITCH_BACK: steer the pair's traffic back into wg-mesh; the temporary
+	// interface stays up so packets in flight on it are still received.
+	RotationStep_ROTATION_STEP_SWITCH_BACK RotationStep = 3
+	// RESTORE (ROLLBACK only): traffic on the temporary interface; wg-mesh
+	// takes the old keys back.
+	RotationStep_ROTATION_STEP_RESTORE RotationStep = 4
+	// TEARDOWN (ROLLBACK only): the temporary interface goes, the staged key
+	// is zeroized, the old key stays in force.
+	RotationStep_ROTATION_STEP_TEARDOWN RotationStep = 5
+)
+
+// Enum value maps for RotationStep.
+var (
+	RotationStep_name = map[int32]string{
+		0: "ROTATION_STEP_UNSPECIFIED",
+		1: "ROTATION_STEP_SWITCH_TO_TEMP",
+		2: "ROTATION_STEP_REKEY",
+		3: "ROTATION_STEP_SWITCH_BACK",
+		4: "ROTATION_STEP_RESTORE",
+		5: "ROTATION_STEP_TEARDOWN",
+	}
+	RotationStep_value = map[string]int32{
+		"ROTATION_STEP_UNSPECIFIED":    0,
+		"ROTATION_STEP_SWITCH_TO_TEMP": 1,
+		"ROTATION_STEP_REKEY":          2,
+		"ROTATION_STEP_SWITCH_BACK":    3,
+		"ROTATION_STEP_RESTORE":        4,
+		"ROTATION_STEP_TEARDOWN":       5,
+	}
+)
+
+func (x RotationStep) Enum() *RotationStep {
+	p := new(RotationStep)
+	*p = x
+	return p
+}
+
+func (x RotationStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RotationStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_mesh_proto_enumTypes[3].Descriptor()
+}
+
+func (RotationStep) Type() protoreflect.EnumType {
+	return &file_mesh_proto_enumTypes[3]
+}
+
+func (x RotationStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RotationStep.Descriptor instead.
+func (RotationStep) EnumDescriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{3}
 }
 
 // Generation orders controller commands: epoch first (it grows with every
@@ -282,6 +358,7 @@ type AgentMessage struct {
 	//	*AgentMessage_KeyReport
 	//	*AgentMessage_Ack
 	//	*AgentMessage_Status
+	//	*AgentMessage_Rotation
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -360,6 +437,15 @@ func (x *AgentMessage) GetStatus() *TunnelStatus {
 	return nil
 }
 
+func (x *AgentMessage) GetRotation() *RotationReport {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Rotation); ok {
+			return x.Rotation
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -380,6 +466,10 @@ type AgentMessage_Status struct {
 	Status *TunnelStatus `protobuf:"bytes,4,opt,name=status,proto3,oneof"`
 }
 
+type AgentMessage_Rotation struct {
+	Rotation *RotationReport `protobuf:"bytes,5,opt,name=rotation,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_KeyReport) isAgentMessage_Msg() {}
@@ -387,6 +477,8 @@ func (*AgentMessage_KeyReport) isAgentMessage_Msg() {}
 func (*AgentMessage_Ack) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Status) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Rotation) isAgentMessage_Msg() {}
 
 // Hello is the first message on every stream.
 type Hello struct {
@@ -1484,10 +1576,20 @@ type RotationCommand struct {
 	// temp_port is the temporary interface's UDP port.
 	TempPort uint32 `protobuf:"varint,6,opt,name=temp_port,json=tempPort,proto3" json:"temp_port,omitempty"`
 	// peers are the subject's peers as the temporary interface needs them
-	// (sent to the subject), or the subject itself (sent to a peer).
-	Peers         []*Peer `protobuf:"bytes,7,rep,name=peers,proto3" json:"peers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// (sent to the subject), or the subject itself (sent to a peer). Public
+	// keys are the keys the temporary interface uses (the subject's new key
+	// when sent to a peer); endpoints are the temporary interfaces' (listen
+	// port + 1); allowed IPs are informative: the daemon takes them from its
+	// desired state so they follow policy changes during the rotation.
+	Peers []*Peer `protobuf:"bytes,7,rep,name=peers,proto3" json:"peers,omitempty"`
+	// step is the step within ACTIVATE or ROLLBACK (UNSPECIFIED for the
+	// other phases; ROLLBACK with UNSPECIFIED means TEARDOWN).
+	Step RotationStep `protobuf:"varint,8,opt,name=step,proto3,enum=vpblu.mesh.v1.RotationStep" json:"step,omitempty"`
+	// subject_public_key is the subject's key before this rotation: the one
+	// its peers run on wg-mesh until REKEY and take back on RESTORE.
+	SubjectPublicKey []byte `protobuf:"bytes,9,opt,name=subject_public_key,json=subjectPublicKey,proto3" json:"subject_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RotationCommand) Reset() {
@@ -1569,6 +1671,134 @@ func (x *RotationCommand) GetPeers() []*Peer {
 	return nil
 }
 
+func (x *RotationCommand) GetStep() RotationStep {
+	if x != nil {
+		return x.Step
+	}
+	return RotationStep_ROTATION_STEP_UNSPECIFIED
+}
+
+func (x *RotationCommand) GetSubjectPublicKey() []byte {
+	if x != nil {
+		return x.SubjectPublicKey
+	}
+	return nil
+}
+
+// RotationReport tells the controller where a rotation stands on this
+// node. The daemon sends one after every rotation command (success or
+// failure), whenever the confirmed set grows, and after connecting while
+// a rotation is journaled on the node.
+type RotationReport struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subject          string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Phase            RotationPhase          `protobuf:"varint,3,opt,name=phase,proto3,enum=vpblu.mesh.v1.RotationPhase" json:"phase,omitempty"`
+	Step             RotationStep           `protobuf:"varint,4,opt,name=step,proto3,enum=vpblu.mesh.v1.RotationStep" json:"step,omitempty"`
+	NewKeyGeneration uint64                 `protobuf:"varint,5,opt,name=new_key_generation,json=newKeyGeneration,proto3" json:"new_key_generation,omitempty"`
+	// done: the node reached the state of (phase, step).
+	Done bool `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
+	// error: the command failed. The node stays at the last step that
+	// succeeded (the failing one is undone); the same command sent again
+	// continues from there.
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// confirmed names the nodes with which a WireGuard handshake completed,
+	// after this step's change, on the interface the step waits on: the
+	// temporary interface for DISTRIBUTE and SWITCH_TO_TEMP, wg-mesh for
+	// REKEY, SWITCH_BACK and RESTORE. A handshake counts when the peer entry
+	// of the expected public key reports a last handshake at or after the
+	// moment the change was applied.
+	Confirmed     []string `protobuf:"bytes,8,rep,name=confirmed,proto3" json:"confirmed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotationReport) Reset() {
+	*x = RotationReport{}
+	mi := &file_mesh_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotationReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotationReport) ProtoMessage() {}
+
+func (x *RotationReport) ProtoReflect() protoreflect.Message {
+	mi := &file_mesh_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotationReport.ProtoReflect.Descriptor instead.
+func (*RotationReport) Descriptor() ([]byte, []int) {
+	return file_mesh_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RotationReport) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RotationReport) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *RotationReport) GetPhase() RotationPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return RotationPhase_ROTATION_PHASE_UNSPECIFIED
+}
+
+func (x *RotationReport) GetStep() RotationStep {
+	if x != nil {
+		return x.Step
+	}
+	return RotationStep_ROTATION_STEP_UNSPECIFIED
+}
+
+func (x *RotationReport) GetNewKeyGeneration() uint64 {
+	if x != nil {
+		return x.NewKeyGeneration
+	}
+	return 0
+}
+
+func (x *RotationReport) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *RotationReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RotationReport) GetConfirmed() []string {
+	if x != nil {
+		return x.Confirmed
+	}
+	return nil
+}
+
 var File_mesh_proto protoreflect.FileDescriptor
 
 const file_mesh_proto_rawDesc = "" +
@@ -1578,13 +1808,14 @@ const file_mesh_proto_rawDesc = "" +
 	"\n" +
 	"Generation\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xdd\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9a\x02\n" +
 	"\fAgentMessage\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.vpblu.mesh.v1.HelloH\x00R\x05hello\x129\n" +
 	"\n" +
 	"key_report\x18\x02 \x01(\v2\x18.vpblu.mesh.v1.KeyReportH\x00R\tkeyReport\x12&\n" +
 	"\x03ack\x18\x03 \x01(\v2\x12.vpblu.mesh.v1.AckH\x00R\x03ack\x125\n" +
-	"\x06status\x18\x04 \x01(\v2\x1b.vpblu.mesh.v1.TunnelStatusH\x00R\x06statusB\x05\n" +
+	"\x06status\x18\x04 \x01(\v2\x1b.vpblu.mesh.v1.TunnelStatusH\x00R\x06status\x12;\n" +
+	"\brotation\x18\x05 \x01(\v2\x1d.vpblu.mesh.v1.RotationReportH\x00R\brotationB\x05\n" +
 	"\x03msg\"\xfa\x01\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\"\n" +
@@ -1688,7 +1919,7 @@ const file_mesh_proto_rawDesc = "" +
 	"\rremove_blocks\x18\b \x03(\v2\x18.vpblu.mesh.v1.BlockRuleR\fremoveBlocks\x12*\n" +
 	"\x11add_cluster_cidrs\x18\t \x03(\tR\x0faddClusterCidrs\x120\n" +
 	"\x14remove_cluster_cidrs\x18\n" +
-	" \x03(\tR\x12removeClusterCidrs\"\x9a\x02\n" +
+	" \x03(\tR\x12removeClusterCidrs\"\xf9\x02\n" +
 	"\x0fRotationCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x05phase\x18\x02 \x01(\x0e2\x1c.vpblu.mesh.v1.RotationPhaseR\x05phase\x12\x18\n" +
@@ -1696,7 +1927,18 @@ const file_mesh_proto_rawDesc = "" +
 	"\x16subject_new_public_key\x18\x04 \x01(\fR\x13subjectNewPublicKey\x12,\n" +
 	"\x12new_key_generation\x18\x05 \x01(\x04R\x10newKeyGeneration\x12\x1b\n" +
 	"\ttemp_port\x18\x06 \x01(\rR\btempPort\x12)\n" +
-	"\x05peers\x18\a \x03(\v2\x13.vpblu.mesh.v1.PeerR\x05peers*R\n" +
+	"\x05peers\x18\a \x03(\v2\x13.vpblu.mesh.v1.PeerR\x05peers\x12/\n" +
+	"\x04step\x18\b \x01(\x0e2\x1b.vpblu.mesh.v1.RotationStepR\x04step\x12,\n" +
+	"\x12subject_public_key\x18\t \x01(\fR\x10subjectPublicKey\"\x95\x02\n" +
+	"\x0eRotationReport\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x122\n" +
+	"\x05phase\x18\x03 \x01(\x0e2\x1c.vpblu.mesh.v1.RotationPhaseR\x05phase\x12/\n" +
+	"\x04step\x18\x04 \x01(\x0e2\x1b.vpblu.mesh.v1.RotationStepR\x04step\x12,\n" +
+	"\x12new_key_generation\x18\x05 \x01(\x04R\x10newKeyGeneration\x12\x12\n" +
+	"\x04done\x18\x06 \x01(\bR\x04done\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x1c\n" +
+	"\tconfirmed\x18\b \x03(\tR\tconfirmed*R\n" +
 	"\bKeyState\x12\x19\n" +
 	"\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KEY_STATE_ACTIVE\x10\x01\x12\x15\n" +
@@ -1716,7 +1958,14 @@ const file_mesh_proto_rawDesc = "" +
 	"\x19ROTATION_PHASE_DISTRIBUTE\x10\x02\x12\x1b\n" +
 	"\x17ROTATION_PHASE_ACTIVATE\x10\x03\x12\x19\n" +
 	"\x15ROTATION_PHASE_RETIRE\x10\x04\x12\x1b\n" +
-	"\x17ROTATION_PHASE_ROLLBACK\x10\x052T\n" +
+	"\x17ROTATION_PHASE_ROLLBACK\x10\x05*\xbe\x01\n" +
+	"\fRotationStep\x12\x1d\n" +
+	"\x19ROTATION_STEP_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cROTATION_STEP_SWITCH_TO_TEMP\x10\x01\x12\x17\n" +
+	"\x13ROTATION_STEP_REKEY\x10\x02\x12\x1d\n" +
+	"\x19ROTATION_STEP_SWITCH_BACK\x10\x03\x12\x19\n" +
+	"\x15ROTATION_STEP_RESTORE\x10\x04\x12\x1a\n" +
+	"\x16ROTATION_STEP_TEARDOWN\x10\x052T\n" +
 	"\x04Mesh\x12L\n" +
 	"\aConnect\x12\x1b.vpblu.mesh.v1.AgentMessage\x1a .vpblu.mesh.v1.ControllerMessage(\x010\x01B&Z$github.com/lumbrjx/vpblu/core/meshpbb\x06proto3"
 
@@ -1732,70 +1981,76 @@ func file_mesh_proto_rawDescGZIP() []byte {
 	return file_mesh_proto_rawDescData
 }
 
-var file_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_mesh_proto_goTypes = []any{
 	(KeyState)(0),             // 0: vpblu.mesh.v1.KeyState
 	(AckCode)(0),              // 1: vpblu.mesh.v1.AckCode
 	(RotationPhase)(0),        // 2: vpblu.mesh.v1.RotationPhase
-	(*Generation)(nil),        // 3: vpblu.mesh.v1.Generation
-	(*AgentMessage)(nil),      // 4: vpblu.mesh.v1.AgentMessage
-	(*Hello)(nil),             // 5: vpblu.mesh.v1.Hello
-	(*KeyReport)(nil),         // 6: vpblu.mesh.v1.KeyReport
-	(*Ack)(nil),               // 7: vpblu.mesh.v1.Ack
-	(*PeerStatus)(nil),        // 8: vpblu.mesh.v1.PeerStatus
-	(*TunnelStatus)(nil),      // 9: vpblu.mesh.v1.TunnelStatus
-	(*Condition)(nil),         // 10: vpblu.mesh.v1.Condition
-	(*ControllerMessage)(nil), // 11: vpblu.mesh.v1.ControllerMessage
-	(*NodeConfig)(nil),        // 12: vpblu.mesh.v1.NodeConfig
-	(*Peer)(nil),              // 13: vpblu.mesh.v1.Peer
-	(*Route)(nil),             // 14: vpblu.mesh.v1.Route
-	(*BlockRule)(nil),         // 15: vpblu.mesh.v1.BlockRule
-	(*SyncState)(nil),         // 16: vpblu.mesh.v1.SyncState
-	(*Delta)(nil),             // 17: vpblu.mesh.v1.Delta
-	(*RotationCommand)(nil),   // 18: vpblu.mesh.v1.RotationCommand
-	nil,                       // 19: vpblu.mesh.v1.TunnelStatus.VerdictsEntry
+	(RotationStep)(0),         // 3: vpblu.mesh.v1.RotationStep
+	(*Generation)(nil),        // 4: vpblu.mesh.v1.Generation
+	(*AgentMessage)(nil),      // 5: vpblu.mesh.v1.AgentMessage
+	(*Hello)(nil),             // 6: vpblu.mesh.v1.Hello
+	(*KeyReport)(nil),         // 7: vpblu.mesh.v1.KeyReport
+	(*Ack)(nil),               // 8: vpblu.mesh.v1.Ack
+	(*PeerStatus)(nil),        // 9: vpblu.mesh.v1.PeerStatus
+	(*TunnelStatus)(nil),      // 10: vpblu.mesh.v1.TunnelStatus
+	(*Condition)(nil),         // 11: vpblu.mesh.v1.Condition
+	(*ControllerMessage)(nil), // 12: vpblu.mesh.v1.ControllerMessage
+	(*NodeConfig)(nil),        // 13: vpblu.mesh.v1.NodeConfig
+	(*Peer)(nil),              // 14: vpblu.mesh.v1.Peer
+	(*Route)(nil),             // 15: vpblu.mesh.v1.Route
+	(*BlockRule)(nil),         // 16: vpblu.mesh.v1.BlockRule
+	(*SyncState)(nil),         // 17: vpblu.mesh.v1.SyncState
+	(*Delta)(nil),             // 18: vpblu.mesh.v1.Delta
+	(*RotationCommand)(nil),   // 19: vpblu.mesh.v1.RotationCommand
+	(*RotationReport)(nil),    // 20: vpblu.mesh.v1.RotationReport
+	nil,                       // 21: vpblu.mesh.v1.TunnelStatus.VerdictsEntry
 }
 var file_mesh_proto_depIdxs = []int32{
-	5,  // 0: vpblu.mesh.v1.AgentMessage.hello:type_name -> vpblu.mesh.v1.Hello
-	6,  // 1: vpblu.mesh.v1.AgentMessage.key_report:type_name -> vpblu.mesh.v1.KeyReport
-	7,  // 2: vpblu.mesh.v1.AgentMessage.ack:type_name -> vpblu.mesh.v1.Ack
-	9,  // 3: vpblu.mesh.v1.AgentMessage.status:type_name -> vpblu.mesh.v1.TunnelStatus
-	3,  // 4: vpblu.mesh.v1.Hello.last_applied:type_name -> vpblu.mesh.v1.Generation
-	6,  // 5: vpblu.mesh.v1.Hello.key:type_name -> vpblu.mesh.v1.KeyReport
-	0,  // 6: vpblu.mesh.v1.KeyReport.state:type_name -> vpblu.mesh.v1.KeyState
-	3,  // 7: vpblu.mesh.v1.Ack.generation:type_name -> vpblu.mesh.v1.Generation
-	1,  // 8: vpblu.mesh.v1.Ack.code:type_name -> vpblu.mesh.v1.AckCode
-	3,  // 9: vpblu.mesh.v1.Ack.applied:type_name -> vpblu.mesh.v1.Generation
-	8,  // 10: vpblu.mesh.v1.TunnelStatus.peers:type_name -> vpblu.mesh.v1.PeerStatus
-	19, // 11: vpblu.mesh.v1.TunnelStatus.verdicts:type_name -> vpblu.mesh.v1.TunnelStatus.VerdictsEntry
-	3,  // 12: vpblu.mesh.v1.TunnelStatus.applied:type_name -> vpblu.mesh.v1.Generation
-	10, // 13: vpblu.mesh.v1.TunnelStatus.conditions:type_name -> vpblu.mesh.v1.Condition
-	2,  // 14: vpblu.mesh.v1.TunnelStatus.rotation_phase:type_name -> vpblu.mesh.v1.RotationPhase
-	3,  // 15: vpblu.mesh.v1.ControllerMessage.generation:type_name -> vpblu.mesh.v1.Generation
-	16, // 16: vpblu.mesh.v1.ControllerMessage.sync:type_name -> vpblu.mesh.v1.SyncState
-	17, // 17: vpblu.mesh.v1.ControllerMessage.delta:type_name -> vpblu.mesh.v1.Delta
-	18, // 18: vpblu.mesh.v1.ControllerMessage.rotation:type_name -> vpblu.mesh.v1.RotationCommand
-	12, // 19: vpblu.mesh.v1.SyncState.config:type_name -> vpblu.mesh.v1.NodeConfig
-	13, // 20: vpblu.mesh.v1.SyncState.peers:type_name -> vpblu.mesh.v1.Peer
-	14, // 21: vpblu.mesh.v1.SyncState.routes:type_name -> vpblu.mesh.v1.Route
-	15, // 22: vpblu.mesh.v1.SyncState.blocks:type_name -> vpblu.mesh.v1.BlockRule
-	3,  // 23: vpblu.mesh.v1.Delta.base:type_name -> vpblu.mesh.v1.Generation
-	12, // 24: vpblu.mesh.v1.Delta.config:type_name -> vpblu.mesh.v1.NodeConfig
-	13, // 25: vpblu.mesh.v1.Delta.upsert_peers:type_name -> vpblu.mesh.v1.Peer
-	14, // 26: vpblu.mesh.v1.Delta.add_routes:type_name -> vpblu.mesh.v1.Route
-	14, // 27: vpblu.mesh.v1.Delta.remove_routes:type_name -> vpblu.mesh.v1.Route
-	15, // 28: vpblu.mesh.v1.Delta.add_blocks:type_name -> vpblu.mesh.v1.BlockRule
-	15, // 29: vpblu.mesh.v1.Delta.remove_blocks:type_name -> vpblu.mesh.v1.BlockRule
-	2,  // 30: vpblu.mesh.v1.RotationCommand.phase:type_name -> vpblu.mesh.v1.RotationPhase
-	13, // 31: vpblu.mesh.v1.RotationCommand.peers:type_name -> vpblu.mesh.v1.Peer
-	4,  // 32: vpblu.mesh.v1.Mesh.Connect:input_type -> vpblu.mesh.v1.AgentMessage
-	11, // 33: vpblu.mesh.v1.Mesh.Connect:output_type -> vpblu.mesh.v1.ControllerMessage
-	33, // [33:34] is the sub-list for method output_type
-	32, // [32:33] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	6,  // 0: vpblu.mesh.v1.AgentMessage.hello:type_name -> vpblu.mesh.v1.Hello
+	7,  // 1: vpblu.mesh.v1.AgentMessage.key_report:type_name -> vpblu.mesh.v1.KeyReport
+	8,  // 2: vpblu.mesh.v1.AgentMessage.ack:type_name -> vpblu.mesh.v1.Ack
+	10, // 3: vpblu.mesh.v1.AgentMessage.status:type_name -> vpblu.mesh.v1.TunnelStatus
+	20, // 4: vpblu.mesh.v1.AgentMessage.rotation:type_name -> vpblu.mesh.v1.RotationReport
+	4,  // 5: vpblu.mesh.v1.Hello.last_applied:type_name -> vpblu.mesh.v1.Generation
+	7,  // 6: vpblu.mesh.v1.Hello.key:type_name -> vpblu.mesh.v1.KeyReport
+	0,  // 7: vpblu.mesh.v1.KeyReport.state:type_name -> vpblu.mesh.v1.KeyState
+	4,  // 8: vpblu.mesh.v1.Ack.generation:type_name -> vpblu.mesh.v1.Generation
+	1,  // 9: vpblu.mesh.v1.Ack.code:type_name -> vpblu.mesh.v1.AckCode
+	4,  // 10: vpblu.mesh.v1.Ack.applied:type_name -> vpblu.mesh.v1.Generation
+	9,  // 11: vpblu.mesh.v1.TunnelStatus.peers:type_name -> vpblu.mesh.v1.PeerStatus
+	21, // 12: vpblu.mesh.v1.TunnelStatus.verdicts:type_name -> vpblu.mesh.v1.TunnelStatus.VerdictsEntry
+	4,  // 13: vpblu.mesh.v1.TunnelStatus.applied:type_name -> vpblu.mesh.v1.Generation
+	11, // 14: vpblu.mesh.v1.TunnelStatus.conditions:type_name -> vpblu.mesh.v1.Condition
+	2,  // 15: vpblu.mesh.v1.TunnelStatus.rotation_phase:type_name -> vpblu.mesh.v1.RotationPhase
+	4,  // 16: vpblu.mesh.v1.ControllerMessage.generation:type_name -> vpblu.mesh.v1.Generation
+	17, // 17: vpblu.mesh.v1.ControllerMessage.sync:type_name -> vpblu.mesh.v1.SyncState
+	18, // 18: vpblu.mesh.v1.ControllerMessage.delta:type_name -> vpblu.mesh.v1.Delta
+	19, // 19: vpblu.mesh.v1.ControllerMessage.rotation:type_name -> vpblu.mesh.v1.RotationCommand
+	13, // 20: vpblu.mesh.v1.SyncState.config:type_name -> vpblu.mesh.v1.NodeConfig
+	14, // 21: vpblu.mesh.v1.SyncState.peers:type_name -> vpblu.mesh.v1.Peer
+	15, // 22: vpblu.mesh.v1.SyncState.routes:type_name -> vpblu.mesh.v1.Route
+	16, // 23: vpblu.mesh.v1.SyncState.blocks:type_name -> vpblu.mesh.v1.BlockRule
+	4,  // 24: vpblu.mesh.v1.Delta.base:type_name -> vpblu.mesh.v1.Generation
+	13, // 25: vpblu.mesh.v1.Delta.config:type_name -> vpblu.mesh.v1.NodeConfig
+	14, // 26: vpblu.mesh.v1.Delta.upsert_peers:type_name -> vpblu.mesh.v1.Peer
+	15, // 27: vpblu.mesh.v1.Delta.add_routes:type_name -> vpblu.mesh.v1.Route
+	15, // 28: vpblu.mesh.v1.Delta.remove_routes:type_name -> vpblu.mesh.v1.Route
+	16, // 29: vpblu.mesh.v1.Delta.add_blocks:type_name -> vpblu.mesh.v1.BlockRule
+	16, // 30: vpblu.mesh.v1.Delta.remove_blocks:type_name -> vpblu.mesh.v1.BlockRule
+	2,  // 31: vpblu.mesh.v1.RotationCommand.phase:type_name -> vpblu.mesh.v1.RotationPhase
+	14, // 32: vpblu.mesh.v1.RotationCommand.peers:type_name -> vpblu.mesh.v1.Peer
+	3,  // 33: vpblu.mesh.v1.RotationCommand.step:type_name -> vpblu.mesh.v1.RotationStep
+	2,  // 34: vpblu.mesh.v1.RotationReport.phase:type_name -> vpblu.mesh.v1.RotationPhase
+	3,  // 35: vpblu.mesh.v1.RotationReport.step:type_name -> vpblu.mesh.v1.RotationStep
+	5,  // 36: vpblu.mesh.v1.Mesh.Connect:input_type -> vpblu.mesh.v1.AgentMessage
+	12, // 37: vpblu.mesh.v1.Mesh.Connect:output_type -> vpblu.mesh.v1.ControllerMessage
+	37, // [37:38] is the sub-list for method output_type
+	36, // [36:37] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_mesh_proto_init() }
@@ -1808,6 +2063,7 @@ func file_mesh_proto_init() {
 		(*AgentMessage_KeyReport)(nil),
 		(*AgentMessage_Ack)(nil),
 		(*AgentMessage_Status)(nil),
+		(*AgentMessage_Rotation)(nil),
 	}
 	file_mesh_proto_msgTypes[8].OneofWrappers = []any{
 		(*ControllerMessage_Sync)(nil),
@@ -1819,8 +2075,8 @@ func file_mesh_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mesh_proto_rawDesc), len(file_mesh_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   17,
+			NumEnums:      4,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,16 +14,21 @@ import (
 )
 
 // Defaults of the temporary path. The mark must differ from wg-mesh's
-// under the mask (route.DefaultMark 0x5100, route.DefaultMask 0xff00).
+// under the mask and stay inside it (route.DefaultMark 0x1100,
+// route.DefaultMask 0x3f00).
 const (
-	DefaultMark  uint32 = 0x5200
-	DefaultTable        = route.DefaultTable + 1
+	DefaultMark  = route.DefaultMark + 0x100
+	DefaultTable = route.DefaultTable + 1
 	// Keepalive is the persistent keepalive of wg-rot's peers, and of the
 	// rotation's wg-mesh peers whose desired keepalive is 0. Turning a
 	// keepalive on makes WireGuard send one at once, which starts the
 	// handshake a confirmation waits for even when no traffic flows.
 	Keepalive = 5 * time.Second
 )
+
+// Capability is what the daemon's Hello advertises once it carries out
+// rotation commands (ctrl/rotation.Capability is the same string).
+const Capability = "rotation/v1"
 
 // Role is what a node is in a rotation.
 type Role string
