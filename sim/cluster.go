@@ -240,9 +240,10 @@ func (c *Cluster) controllerArgs(i int) []string {
 		c.bins.Controller,
 		"--kubeconfig", filepath.Join(c.opts.RunDir, "kubeconfig"),
 		"--namespace", SystemNamespace,
-		"--identity", fmt.Sprintf("sim-controller-%d", i),
 		"--stream-addr", netip.AddrPortFrom(p.HostV4(), uint16(streamBasePort+i)).String(),
-		"--tls-san", p.HostV4().String(),
+		"--tls-ip-addresses", p.HostV4().String(),
+		"--cluster-cidrs", p.ClusterV4().String() + "," + p.ClusterV6().String(),
+		"--log-format", "text",
 		"--health-addr", fmt.Sprintf("127.0.0.1:%d", healthBasePort+2*i),
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", healthBasePort+2*i+1),
 		"--lease-duration", c.opts.LeaseDuration.String(),
@@ -259,7 +260,10 @@ func (c *Cluster) StartControllers(ctx context.Context) error {
 		if p := c.controllers[i]; p != nil && p.Running() {
 			continue
 		}
-		p, err := startProc(c.opts.RunDir, fmt.Sprintf("controller-%d", i), c.controllerArgs(i), nil)
+		// POD_NAME is the replica's leader-election identity, as the
+		// Deployment's downward API sets it.
+		env := []string{"POD_NAME=" + controllerIdentity(i), "POD_NAMESPACE=" + SystemNamespace}
+		p, err := startProc(c.opts.RunDir, fmt.Sprintf("controller-%d", i), c.controllerArgs(i), env)
 		if err != nil {
 			return err
 		}
@@ -305,12 +309,14 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 		return -1, fmt.Errorf("lease held by %q has expired", holder)
 	}
 	for i := range c.controllers {
-		if holder == fmt.Sprintf("sim-controller-%d", i) || strings.HasPrefix(holder, fmt.Sprintf("sim-controller-%d_", i)) {
+		if id := controllerIdentity(i); holder == id || strings.HasPrefix(holder, id+"_") {
 			return i, nil
 		}
 	}
 	return -1, fmt.Errorf("lease held by unknown %q", holder)
 }
+
+func controllerIdentity(i int) string { return fmt.Sprintf("sim-controller-%d", i) }
 
 // LeaseDuration is the controllers' lease duration.
 func (c *Cluster) LeaseDuration() time.Duration { return c.opts.LeaseDuration }
