@@ -34,6 +34,7 @@ import (
 	"github.com/lumbrjx/vpblu/nodeagent/health"
 	"github.com/lumbrjx/vpblu/nodeagent/keys"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/stream"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
@@ -50,7 +51,8 @@ type config struct {
 	stateDir, backend, podInterfaces, clusterCIDRs           string
 	pinDir, attach, healthAddr, metricsAddr, logLevel        string
 	mtuOverhead, table, rulePriority, maxBlockRules          int
-	mark, dropSample                                         uint
+	rotationTable                                            int
+	mark, rotationMark, dropSample                           uint
 	statusInterval                                           time.Duration
 	uninstall                                                bool
 }
@@ -81,12 +83,14 @@ func flags(name string, c *config) *flag.FlagSet {
 	fs.UintVar(&c.mark, "mark", uint(route.DefaultMark), "fwmark steering packets into wg-mesh (0x1100; hex accepted)")
 	fs.IntVar(&c.table, "table", route.DefaultTable, "routing table of wg-mesh")
 	fs.IntVar(&c.rulePriority, "rule-priority", route.DefaultPriority, "priority of the fwmark rule")
+	fs.UintVar(&c.rotationMark, "rotation-mark", uint(rotation.DefaultMark), "fwmark steering packets into wg-rot during a key rotation (0x1200; inside the mask 0x3f00 and different from --mark under it)")
+	fs.IntVar(&c.rotationTable, "rotation-table", rotation.DefaultTable, "routing table of wg-rot during a key rotation")
 	fs.UintVar(&c.dropSample, "drop-sample", agent.DefaultDropSample, "report one dropped packet in this many to the drops ring buffer")
 	fs.DurationVar(&c.statusInterval, "status-interval", stream.DefaultStatusInterval, "interval between tunnel status reports")
 	fs.StringVar(&c.healthAddr, "health-addr", ":9190", "address serving /healthz and /readyz")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":9191", "address serving Prometheus /metrics")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&c.uninstall, "uninstall", false, "remove everything vpblu created on this node (eBPF, nftables, rules, routes, WireGuard interfaces, keys) and exit")
+	fs.BoolVar(&c.uninstall, "uninstall", false, "remove everything vpblu created on this node (eBPF, nftables, rules, routes, WireGuard interfaces, rotation journal, keys) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n       %s --uninstall [flags]\n       %s dump [flags]\n\nflags:\n", name, name, name)
 		fs.PrintDefaults()
@@ -206,8 +210,8 @@ func run(c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if c.mark == 0 || c.mark > 0xffffffff || c.dropSample > 0xffffffff {
-		return errors.New("--mark and --drop-sample must fit 32 bits, and --mark must not be 0")
+	if c.mark == 0 || c.mark > 0xffffffff || c.rotationMark > 0xffffffff || c.dropSample > 0xffffffff {
+		return errors.New("--mark, --rotation-mark and --drop-sample must fit 32 bits, and --mark must not be 0")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -230,6 +234,7 @@ func run(c config, log *slog.Logger) error {
 	a, err := agent.New(agent.Options{
 		Node: c.node, NodeIP: nodeIP, MTUOverhead: c.mtuOverhead,
 		Mark: uint32(c.mark), Table: c.table, RulePriority: c.rulePriority,
+		RotationMark: uint32(c.rotationMark), RotationTable: c.rotationTable,
 		PodInterfaces: splitList(c.podInterfaces), ClusterCIDRs: clusters,
 		DropSample: uint32(c.dropSample), Version: version,
 	}, agent.Deps{
@@ -239,6 +244,7 @@ func run(c config, log *slog.Logger) error {
 		Datapath: agent.BPF{Datapath: dp},
 		Keys:     ks,
 		Links:    agent.NetlinkLinks{},
+		Journal:  journal(c.stateDir),
 	})
 	if err != nil {
 		return err
@@ -250,14 +256,9 @@ func run(c config, log *slog.Logger) error {
 		}
 		_ = wgb.Close()
 	}()
-	if err := a.Start(); err != nil {
-		return err
-	}
-	log.Info("data plane ready", "node", c.node, "backend", wgb.Kind(), "pinDir", c.pinDir)
-
 	client, err := stream.New(stream.Options{
 		Addresses: splitList(c.controllers), CAFile: c.caFile, ServerName: c.serverName, TokenFile: c.tokenFile,
-		Handler: a, Hello: a, Status: a, StatusInterval: c.statusInterval,
+		Handler: a, Hello: a, Status: a, Rotation: a, StatusInterval: c.statusInterval,
 		OnState: func(s stream.State) {
 			if s.Connected {
 				log.Info("stream connected", "controller", s.Address, "applied", s.Applied.String())
@@ -269,7 +270,16 @@ func run(c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	a.SetKeyReporter(client.ReportKey)
+	// Reports made while starting (a rotation a restart interrupted) wait
+	// in the client for the stream.
+	a.SetReporter(client)
+	if err := a.Start(); err != nil {
+		return err
+	}
+	if o := a.Rotation(); o.Active() {
+		log.Info("rotation in progress", "rotation", o.ID, "stage", o.Stage.String(), "role", string(o.Role), "done", o.Done)
+	}
+	log.Info("data plane ready", "node", c.node, "backend", wgb.Kind(), "pinDir", c.pinDir)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -283,7 +293,7 @@ func run(c config, log *slog.Logger) error {
 		return s
 	}), nil))
 	h := health.Handler(health.Options{Ready: client.Ready, Gatherer: reg})
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	for _, addr := range uniq(c.healthAddr, c.metricsAddr) {
 		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		ln, err := net.Listen("tcp", addr)
@@ -298,6 +308,9 @@ func run(c config, log *slog.Logger) error {
 		errc <- a.FollowLinks(ctx, func(ev agent.LinkEvent, err error) {
 			log.Warn("attaching to interface", "iface", ev.Name, "index", ev.Index, "err", err)
 		})
+	}()
+	go func() {
+		errc <- a.FollowRotation(ctx, func(err error) { log.Warn("reading rotation handshakes", "err", err) })
 	}()
 	go func() { errc <- client.Run(ctx) }()
 	select {
@@ -346,8 +359,19 @@ func uninstall(c config) error {
 		route.New(route.Netlink{}, route.Options{}).Set(route.Config{}),
 		m.Delete(wg.RotationInterface),
 		m.Delete(wg.MeshInterface),
+		// The journal goes first: keys.Remove removes the directory only
+		// when it is empty.
+		journal(c.stateDir).Remove(),
 		keys.Remove(c.stateDir),
 	)
+}
+
+// journal is the rotation journal in the state directory.
+func journal(stateDir string) rotation.FileJournal {
+	if stateDir == "" {
+		stateDir = keys.DefaultDir
+	}
+	return rotation.FileJournal{Path: filepath.Join(stateDir, rotation.JournalFile)}
 }
 
 // dump prints what is stable about the node's vpblu state: public keys
@@ -359,6 +383,15 @@ func dump(w io.Writer, c config) error {
 	}
 	for _, k := range infos {
 		fmt.Fprintf(w, "key %s generation %d %s\n", k.State, k.Generation, k.Public)
+	}
+	// A rotation in progress; nothing when none runs, so the output stays
+	// the same across restarts.
+	o, err := journal(c.stateDir).Load()
+	if err != nil {
+		return err
+	}
+	if o.Active() {
+		fmt.Fprintf(w, "rotation %s %s role %s done=%v\n", o.ID, o.Stage, o.Role, o.Done)
 	}
 	if _, err := os.Stat(c.pinDir); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(w, "ebpf: not installed")

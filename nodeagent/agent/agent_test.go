@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/lumbrjx/vpblu/nodeagent/keys"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
 	"github.com/lumbrjx/vpblu/nodeagent/mss/msstest"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/route/routetest"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
@@ -126,6 +126,7 @@ func newRig(t *testing.T, dir string) *rig {
 		Datapath: r.dp,
 		Keys:     ks,
 		Links:    r.links,
+		Journal:  rotation.FileJournal{Path: filepath.Join(dir, rotation.JournalFile)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +238,7 @@ func TestRestartAdoptsWithoutFlap(t *testing.T) {
 	r2.keys = ks
 	r2.a, err = agent.New(agent.Options{Node: "node-a", NodeIP: netip.MustParseAddr("198.18.0.1")}, agent.Deps{
 		Tunnels: linkedTunnels{Manager: wg.NewManager(r.wgb), rk: r.rk, links: r.links}, Routes: route.New(r.rk, route.Options{}),
-		Clamp: mss.New(r.mk), Datapath: r.dp, Keys: ks, Links: r.links,
+		Clamp: mss.New(r.mk), Datapath: r.dp, Keys: ks, Links: r.links, Journal: rotation.FileJournal{Path: filepath.Join(r.dir, rotation.JournalFile)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -311,9 +312,13 @@ func TestApplyAcksByOutcome(t *testing.T) {
 		{name: "delta that does not fit is a gap", start: &one, msg: badDelta, want: meshpb.AckCode_ACK_GAP},
 		{name: "full maps are a capacity problem", start: &one, msg: syncMsg(two, 2),
 			dpFail: fmt.Errorf("block map: %w", bpf.ErrCapacity), want: meshpb.AckCode_ACK_CAPACITY},
-		{name: "unimplemented rotation phase fails", start: &one, want: meshpb.AckCode_ACK_FAILED,
+		{name: "a rotation command that can never be carried out is invalid", start: &one, want: meshpb.AckCode_ACK_INVALID,
 			msg: &meshpb.ControllerMessage{Generation: &meshpb.Generation{Epoch: 1, Seq: 2}, Cmd: &meshpb.ControllerMessage_Rotation{
 				Rotation: &meshpb.RotationCommand{Id: "r", Phase: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, Subject: "node-a"}}}},
+		{name: "a rotation command the node cannot carry out fails", start: &one, want: meshpb.AckCode_ACK_FAILED,
+			msg: &meshpb.ControllerMessage{Generation: &meshpb.Generation{Epoch: 1, Seq: 2}, Cmd: &meshpb.ControllerMessage_Rotation{
+				Rotation: &meshpb.RotationCommand{Id: "node-a/2", Phase: meshpb.RotationPhase_ROTATION_PHASE_DISTRIBUTE, Subject: "node-a",
+					NewKeyGeneration: 2, SubjectNewPublicKey: keyBytes(pubKey(9)), TempPort: 51821}}}}, // no PREPARE: no staged key
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -354,42 +359,6 @@ func TestApplyAcksByOutcome(t *testing.T) {
 	}
 }
 
-func TestRotationPrepareStagesAndReportsAKey(t *testing.T) {
-	r := newRig(t, "")
-	var mu sync.Mutex
-	var reports []*meshpb.KeyReport
-	r.a.SetKeyReporter(func(kr *meshpb.KeyReport) { mu.Lock(); reports = append(reports, kr); mu.Unlock() })
-	rot := func(phase meshpb.RotationPhase, subject string) meshpb.AckCode {
-		code, _ := r.a.Apply(context.Background(), &meshpb.ControllerMessage{Generation: &meshpb.Generation{Seq: 1},
-			Cmd: &meshpb.ControllerMessage_Rotation{Rotation: &meshpb.RotationCommand{Id: "r1", Phase: phase, Subject: subject, NewKeyGeneration: 2}}})
-		return code
-	}
-	if c := rot(meshpb.RotationPhase_ROTATION_PHASE_PREPARE, "node-b"); c != meshpb.AckCode_ACK_OK {
-		t.Fatalf("prepare for another node: %s", c)
-	}
-	if _, ok := r.keys.Pending(); ok {
-		t.Fatal("another node's prepare staged a key here")
-	}
-	if c := rot(meshpb.RotationPhase_ROTATION_PHASE_PREPARE, "node-a"); c != meshpb.AckCode_ACK_OK {
-		t.Fatalf("prepare: %s", c)
-	}
-	p, ok := r.keys.Pending()
-	if !ok || p.Generation != 2 {
-		t.Fatalf("pending key %+v %v", p, ok)
-	}
-	pub := p.Public()
-	want := &meshpb.KeyReport{PublicKey: pub[:], Generation: 2, State: meshpb.KeyState_KEY_STATE_PENDING, CreatedUnixNano: p.Created.UnixNano()}
-	if len(reports) != 1 || !proto.Equal(reports[0], want) {
-		t.Errorf("reports %v, want %v", reports, want)
-	}
-	if c := rot(meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK, "node-a"); c != meshpb.AckCode_ACK_OK {
-		t.Fatalf("rollback: %s", c)
-	}
-	if _, ok := r.keys.Pending(); ok {
-		t.Error("rollback kept the pending key")
-	}
-}
-
 func TestHelloDescribesTheNode(t *testing.T) {
 	r := newRig(t, "")
 	h, err := r.a.Hello(context.Background())
@@ -398,7 +367,7 @@ func TestHelloDescribesTheNode(t *testing.T) {
 	}
 	k, _ := r.keys.Active()
 	pub := k.Public()
-	want := &meshpb.Hello{Node: "node-a", Capabilities: []string{"backend/userspace", "ipv6"}, AgentVersion: "test", Backend: "userspace", Mtu: 1420,
+	want := &meshpb.Hello{Node: "node-a", Capabilities: []string{"backend/userspace", "ipv6", "rotation/v1"}, AgentVersion: "test", Backend: "userspace", Mtu: 1420,
 		Key: &meshpb.KeyReport{PublicKey: pub[:], Generation: 1, State: meshpb.KeyState_KEY_STATE_ACTIVE, CreatedUnixNano: k.Created.UnixNano()}}
 	if !proto.Equal(h, want) {
 		t.Errorf("hello %v, want %v", h, want)
@@ -468,12 +437,12 @@ func TestFollowLinksAttachesToPodInterfaces(t *testing.T) {
 		c, _ := r.dp.attached()
 		return slices.Equal(c, []int{idx("cali77"), idx("veth9f")})
 	})
-	if _, d := r.dp.attached(); d != 0 {
-		t.Errorf("deliver attached before any state: %d", d)
+	if _, d := r.dp.attached(); len(d) != 0 {
+		t.Errorf("deliver attached before any state: %v", d)
 	}
 	reconcile(t, r, states["one-peer-loose"])
-	if _, d := r.dp.attached(); d == 0 || d != idx(wg.MeshInterface) {
-		t.Errorf("deliver on %d, want wg-mesh %d", d, idx(wg.MeshInterface))
+	if _, d := r.dp.attached(); !slices.Equal(d, []int{idx(wg.MeshInterface)}) {
+		t.Errorf("deliver on %v, want wg-mesh %d", d, idx(wg.MeshInterface))
 	}
 }
 
@@ -504,12 +473,24 @@ func TestUninstallRemovesEverythingAndCloseNothing(t *testing.T) {
 
 func TestNewRefusesIncompleteOptions(t *testing.T) {
 	r := newRig(t, "")
-	deps := agent.Deps{Tunnels: wg.NewManager(r.wgb), Routes: route.New(r.rk, route.Options{}), Clamp: mss.New(r.mk), Datapath: r.dp, Keys: r.keys, Links: r.links}
+	deps := agent.Deps{Tunnels: wg.NewManager(r.wgb), Routes: route.New(r.rk, route.Options{}), Clamp: mss.New(r.mk), Datapath: r.dp, Keys: r.keys, Links: r.links,
+		Journal: rotation.FileJournal{Path: filepath.Join(r.dir, rotation.JournalFile)}}
+	if _, err := agent.New(agent.Options{Node: "n", NodeIP: netip.MustParseAddr("198.18.0.1")}, deps); err != nil {
+		t.Fatalf("complete options refused: %v", err)
+	}
 	cases := map[string]func(*agent.Options, *agent.Deps){
 		"no node":     func(o *agent.Options, _ *agent.Deps) { o.Node = "" },
 		"no node ip":  func(o *agent.Options, _ *agent.Deps) { o.NodeIP = netip.Addr{} },
 		"bad pattern": func(o *agent.Options, _ *agent.Deps) { o.PodInterfaces = []string{"veth["} },
 		"no datapath": func(_ *agent.Options, d *agent.Deps) { d.Datapath = nil },
+		"no journal":  func(_ *agent.Options, d *agent.Deps) { d.Journal = nil },
+		"rotation interface is the mesh interface": func(o *agent.Options, _ *agent.Deps) { o.RotationInterface = wg.MeshInterface },
+		"rotation mark equals the mesh mark":       func(o *agent.Options, _ *agent.Deps) { o.RotationMark = route.DefaultMark },
+		"rotation mark outside the mask":           func(o *agent.Options, _ *agent.Deps) { o.RotationMark = 0x4000 },
+		"rotation table is the mesh table":         func(o *agent.Options, _ *agent.Deps) { o.RotationTable = route.DefaultTable },
+		"clamp pattern misses the rotation interface": func(o *agent.Options, _ *agent.Deps) {
+			o.RotationInterface = "vprot0"
+		},
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -527,7 +508,8 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 func TestStartOnFreshMapsFailsClosed(t *testing.T) {
 	r := newRig(t, "")
 	a, err := agent.New(agent.Options{Node: "node-a", NodeIP: netip.MustParseAddr("198.18.0.1"), ClusterCIDRs: pfx("100.64.0.0/16", "2001:db8::/32")},
-		agent.Deps{Tunnels: wg.NewManager(r.wgb), Routes: route.New(r.rk, route.Options{}), Clamp: mss.New(r.mk), Datapath: r.dp, Keys: r.keys, Links: r.links})
+		agent.Deps{Tunnels: wg.NewManager(r.wgb), Routes: route.New(r.rk, route.Options{}), Clamp: mss.New(r.mk), Datapath: r.dp, Keys: r.keys, Links: r.links,
+			Journal: rotation.FileJournal{Path: filepath.Join(r.dir, rotation.JournalFile)}})
 	if err != nil {
 		t.Fatal(err)
 	}

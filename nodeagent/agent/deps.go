@@ -6,7 +6,9 @@ import (
 	"net/netip"
 
 	"github.com/lumbrjx/vpblu/bpf"
+	"github.com/lumbrjx/vpblu/core/meshpb"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
 )
@@ -42,11 +44,29 @@ type Datapath interface {
 	AttachClassify(ifindex int) error
 	DetachClassify(ifindex int) error
 	AttachDeliver(ifindex int) error
+	// DetachDeliver detaches deliver; an interface that is gone or has
+	// no deliver is not an error (its pin is removed).
+	DetachDeliver(ifindex int) error
 	Counters() (map[string]uint64, error)
 	// Remove detaches every program and removes the pinned maps.
 	Remove() error
 	// Close releases handles; programs stay attached.
 	Close() error
+}
+
+// Journal keeps a key rotation's state; rotation.FileJournal implements
+// it.
+type Journal interface {
+	rotation.Journal
+	// Remove deletes what Save wrote; nothing saved is not an error.
+	Remove() error
+}
+
+// Reporter sends what the agent reports besides acks and tunnel status;
+// *stream.Client implements it. Calls may block while a stream sends.
+type Reporter interface {
+	ReportKey(*meshpb.KeyReport)
+	ReportRotation(*meshpb.RotationReport)
 }
 
 // LinkEvent is a network interface appearing, changing or going away.
@@ -83,4 +103,5 @@ var (
 	_ Tunnels = (*wg.Manager)(nil)
 	_ Routes  = (*route.Router)(nil)
 	_ Clamp   = (*mss.Clamper)(nil)
+	_ Journal = rotation.FileJournal{}
 )

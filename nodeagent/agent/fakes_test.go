@@ -21,14 +21,16 @@ type fakeDatapath struct {
 	applies  int
 	fail     error
 	classify map[int]bool
-	deliver  int
+	deliver  map[int]bool
 	removed  bool
 	closed   bool
 }
 
 var _ agent.Datapath = (*fakeDatapath)(nil)
 
-func newFakeDatapath() *fakeDatapath { return &fakeDatapath{classify: map[int]bool{}} }
+func newFakeDatapath() *fakeDatapath {
+	return &fakeDatapath{classify: map[int]bool{}, deliver: map[int]bool{}}
+}
 
 func (d *fakeDatapath) Apply(s bpf.State) error {
 	d.mu.Lock()
@@ -74,7 +76,14 @@ func (d *fakeDatapath) DetachClassify(i int) error {
 func (d *fakeDatapath) AttachDeliver(i int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.deliver = i
+	d.deliver[i] = true
+	return nil
+}
+
+func (d *fakeDatapath) DetachDeliver(i int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.deliver, i)
 	return nil
 }
 
@@ -85,7 +94,7 @@ func (d *fakeDatapath) Counters() (map[string]uint64, error) {
 func (d *fakeDatapath) Remove() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.removed, d.state, d.deliver, d.classify = true, nil, 0, map[int]bool{}
+	d.removed, d.state, d.deliver, d.classify = true, nil, map[int]bool{}, map[int]bool{}
 	return nil
 }
 
@@ -96,14 +105,18 @@ func (d *fakeDatapath) Close() error {
 	return nil
 }
 
-func (d *fakeDatapath) attached() (classify []int, deliver int) {
+func (d *fakeDatapath) attached() (classify, deliver []int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := range d.classify {
 		classify = append(classify, i)
 	}
+	for i := range d.deliver {
+		deliver = append(deliver, i)
+	}
 	slices.Sort(classify)
-	return classify, d.deliver
+	slices.Sort(deliver)
+	return classify, deliver
 }
 
 // Render prints the applied state.
@@ -175,6 +188,18 @@ func (l *fakeLinks) remove(name string) {
 	}
 	delete(l.index, name)
 	l.events <- agent.LinkEvent{Name: name, Index: i, Gone: true}
+}
+
+// name is the interface with index i, or "gone:<i>".
+func (l *fakeLinks) name(i int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for n, x := range l.index {
+		if x == i {
+			return n
+		}
+	}
+	return fmt.Sprintf("gone:%d", i)
 }
 
 func (l *fakeLinks) Index(name string) (int, error) {

@@ -13,15 +13,18 @@ import (
 	"github.com/lumbrjx/vpblu/nodeagent/health"
 	"github.com/lumbrjx/vpblu/nodeagent/keys"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/stream"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
 )
 
 var (
-	_ stream.Handler        = (*Agent)(nil)
-	_ stream.HelloProvider  = (*Agent)(nil)
-	_ stream.StatusProvider = (*Agent)(nil)
+	_ stream.Handler          = (*Agent)(nil)
+	_ stream.HelloProvider    = (*Agent)(nil)
+	_ stream.StatusProvider   = (*Agent)(nil)
+	_ stream.RotationProvider = (*Agent)(nil)
+	_ Reporter                = (*stream.Client)(nil)
 )
 
 // ackCode classifies a reconcile error for the controller.
@@ -42,9 +45,15 @@ func ackCode(err error) meshpb.AckCode {
 }
 
 // Apply implements stream.Handler: a SyncState is reconciled as given, a
-// Delta on top of the state last reconciled, a rotation command moves the
-// key store.
+// Delta on top of the state last reconciled, a rotation command is
+// carried out by the rotation executor (its reports go to the Reporter;
+// ACK_INVALID for a command that can never be carried out, ACK_FAILED
+// for any other failure, after which the node stands at the last step
+// that succeeded).
 func (a *Agent) Apply(ctx context.Context, msg *meshpb.ControllerMessage) (meshpb.AckCode, error) {
+	if r, ok := msg.GetCmd().(*meshpb.ControllerMessage_Rotation); ok {
+		return a.rotate(r.Rotation)
+	}
 	err := a.apply(ctx, msg)
 	return ackCode(err), err
 }
@@ -71,49 +80,8 @@ func (a *Agent) apply(ctx context.Context, msg *meshpb.ControllerMessage) error 
 			return err
 		}
 		return a.Reconcile(ctx, next)
-	case *meshpb.ControllerMessage_Rotation:
-		return a.rotate(cmd.Rotation)
 	default:
 		return fmt.Errorf("%w: command %T", ErrInvalid, cmd)
-	}
-}
-
-// ErrUnsupported: a command the agent cannot carry out yet.
-var ErrUnsupported = errors.New("unsupported command")
-
-// rotate handles the key-store side of a rotation. The temporary
-// interface phases (DISTRIBUTE, ACTIVATE, RETIRE) are not implemented
-// yet and are refused, which leaves the old key in force.
-func (a *Agent) rotate(c *meshpb.RotationCommand) error {
-	switch c.GetPhase() {
-	case meshpb.RotationPhase_ROTATION_PHASE_PREPARE:
-		if c.GetSubject() != a.opts.Node {
-			return nil
-		}
-		k, err := a.d.Keys.Stage(c.GetNewKeyGeneration())
-		if err != nil {
-			if errors.Is(err, keys.ErrGeneration) {
-				return fmt.Errorf("%w: %w", ErrInvalid, err)
-			}
-			return err
-		}
-		a.sendKey(k, meshpb.KeyState_KEY_STATE_PENDING)
-		return nil
-	case meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK:
-		if c.GetSubject() != a.opts.Node {
-			return nil
-		}
-		if err := a.d.Keys.Rollback(); err != nil {
-			return err
-		}
-		k, err := a.activeKey()
-		if err != nil {
-			return err
-		}
-		a.sendKey(k, meshpb.KeyState_KEY_STATE_ACTIVE)
-		return nil
-	default:
-		return fmt.Errorf("%w: rotation phase %s", ErrUnsupported, c.GetPhase())
 	}
 }
 
@@ -122,25 +90,16 @@ func keyReport(k keys.Key, st meshpb.KeyState) *meshpb.KeyReport {
 	return &meshpb.KeyReport{PublicKey: pub[:], Generation: k.Generation, State: st, CreatedUnixNano: k.Created.UnixNano()}
 }
 
-func (a *Agent) sendKey(k keys.Key, st meshpb.KeyState) {
-	a.mu.Lock()
-	report := a.report
-	a.mu.Unlock()
-	if report != nil {
-		report(keyReport(k, st))
-	}
-}
-
 // Hello implements stream.HelloProvider.
 func (a *Agent) Hello(context.Context) (*meshpb.Hello, error) {
-	k, err := a.activeKey()
+	k, err := a.d.Keys.Active()
 	if err != nil {
 		return nil, err
 	}
 	kind := string(a.d.Tunnels.Kind())
 	return &meshpb.Hello{
 		Node:         a.opts.Node,
-		Capabilities: []string{"backend/" + kind, "ipv6"},
+		Capabilities: []string{"backend/" + kind, "ipv6", rotation.Capability},
 		AgentVersion: a.opts.Version,
 		Backend:      kind,
 		Mtu:          uint32(a.mtu()),
@@ -163,9 +122,13 @@ func (a *Agent) mtu() int {
 // TunnelStatus implements stream.StatusProvider.
 func (a *Agent) TunnelStatus(context.Context) (*meshpb.TunnelStatus, error) {
 	st := &meshpb.TunnelStatus{Backend: string(a.d.Tunnels.Kind()), Mtu: uint32(a.mtu())}
+	o := a.exec.Overlay()
+	if o.Active() {
+		st.RotationPhase = o.Stage.Phase
+	}
 	cur, _ := a.State()
-	names := nodeOfKey(cur)
-	for _, ifc := range []string{a.opts.Interface, wg.RotationInterface} {
+	names := nodeOfKey(cur, o)
+	for _, ifc := range []string{a.opts.Interface, a.opts.RotationInterface} {
 		s, err := a.d.Tunnels.Status(ifc)
 		if err != nil {
 			continue
@@ -203,8 +166,8 @@ func (a *Agent) TunnelStatus(context.Context) (*meshpb.TunnelStatus, error) {
 func (a *Agent) Snapshot() health.Snapshot {
 	s := health.Snapshot{Backend: string(a.d.Tunnels.Kind()), MTU: a.mtu()}
 	cur, _ := a.State()
-	names := nodeOfKey(cur)
-	for _, ifc := range []string{a.opts.Interface, wg.RotationInterface} {
+	names := nodeOfKey(cur, a.exec.Overlay())
+	for _, ifc := range []string{a.opts.Interface, a.opts.RotationInterface} {
 		st, err := a.d.Tunnels.Status(ifc)
 		if err != nil {
 			continue

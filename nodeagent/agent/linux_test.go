@@ -30,6 +30,7 @@ import (
 	"github.com/lumbrjx/vpblu/nodeagent/internal/testnet"
 	"github.com/lumbrjx/vpblu/nodeagent/keys"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
 	"github.com/lumbrjx/vpblu/tools/privtest"
@@ -57,11 +58,13 @@ type liveNode struct {
 	*testnet.Node
 	a        *agent.Agent
 	wgName   string
+	rotName  string
 	wgb      *wg.UserspaceBackend // outlives agent restarts, as a device process would
 	stateDir string
 	pub      desired.Key
 	pin      string
-	stop     func() // stops FollowLinks and closes the agent
+	rep      *fakeReporter // what the agent reported
+	stop     func()        // stops FollowLinks and FollowRotation and closes the agent
 }
 
 // startAgent starts (or restarts) node n's agent: keys, maps, Start and
@@ -79,25 +82,30 @@ func startAgent(t *testing.T, n *liveNode) {
 		t.Fatalf("bpf.Open: %v", err)
 	}
 	n.a, err = agent.New(agent.Options{
-		Node: fmt.Sprintf("node-%d", n.Index), Interface: n.wgName, ClampInterfaces: "vpw*",
+		Node: fmt.Sprintf("node-%d", n.Index), Interface: n.wgName, RotationInterface: n.rotName, ClampInterfaces: "vpw*",
 		NodeIP: n.Underlay, PodInterfaces: []string{"p[0-9]"},
 		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/16"), netip.MustParsePrefix("2001:db8::/32")},
 	}, agent.Deps{
 		Tunnels: wg.NewManager(n.wgb), Routes: route.New(route.Netlink{}, route.Options{}),
 		Clamp: mss.New(mss.NFTables{}), Datapath: agent.BPF{Datapath: dp}, Keys: ks, Links: agent.NetlinkLinks{},
+		Journal: rotation.FileJournal{Path: filepath.Join(n.stateDir, rotation.JournalFile)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.rep = &fakeReporter{}
+	n.a.SetReporter(n.rep)
 	if err := n.NS.Do(n.a.Start); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	followed := make(chan error, 1)
+	followed := make(chan error, 2)
 	a := n.a
 	go func() { followed <- n.NS.Do(func() error { return a.FollowLinks(ctx, nil) }) }()
+	go func() { followed <- n.NS.Do(func() error { return a.FollowRotation(ctx, nil) }) }()
 	n.stop = func() {
 		cancel()
+		<-followed
 		<-followed
 		_ = a.Close()
 	}
@@ -124,7 +132,7 @@ func TestAgentsSteerPodTrafficThroughTheTunnel(t *testing.T) {
 	base := bpffs(t)
 	na, nb := testnet.TwoNodes(t)
 	suffix := testnet.RandHex(3)
-	nodes := []*liveNode{{Node: na, wgName: "vpwa" + suffix}, {Node: nb, wgName: "vpwb" + suffix}}
+	nodes := []*liveNode{{Node: na, wgName: "vpwa" + suffix, rotName: "vpwra" + suffix}, {Node: nb, wgName: "vpwb" + suffix, rotName: "vpwrb" + suffix}}
 	for _, n := range nodes {
 		if err := n.AddCleartextPath(nodes[2-n.Index].Node); err != nil {
 			t.Fatal(err)

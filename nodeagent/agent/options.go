@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"strings"
 
 	"github.com/lumbrjx/vpblu/nodeagent/keys"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
+	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
 )
 
@@ -41,6 +44,14 @@ type Options struct {
 	Mark, Mask   uint32
 	Table        int
 	RulePriority int
+	// RotationInterface is the temporary interface of a key rotation;
+	// wg.RotationInterface when empty. ClampInterfaces must match it too.
+	RotationInterface string
+	// RotationMark and RotationTable are its path's (rotation.DefaultMark
+	// and rotation.DefaultTable when 0). The mark must lie inside the mask
+	// and differ from Mark under it.
+	RotationMark  uint32
+	RotationTable int
 	// PodInterfaces are shell patterns (path.Match) of the host-side
 	// interfaces of pods; DefaultPodInterfaces when empty.
 	PodInterfaces []string
@@ -63,6 +74,9 @@ type Deps struct {
 	Datapath Datapath
 	Keys     *keys.Store
 	Links    Links
+	// Journal keeps a key rotation's state across restarts, e.g.
+	// rotation.FileJournal{Path: <state dir>/rotation.json}.
+	Journal Journal
 }
 
 func (o Options) check() (Options, error) {
@@ -94,7 +108,54 @@ func (o Options) check() (Options, error) {
 	if o.DropSample == 0 {
 		o.DropSample = DefaultDropSample
 	}
+	return o.checkRotation()
+}
+
+// checkRotation fills the rotation path's defaults and checks that it
+// can coexist with wg-mesh's.
+func (o Options) checkRotation() (Options, error) {
+	if o.RotationInterface == "" {
+		o.RotationInterface = wg.RotationInterface
+	}
+	if o.RotationMark == 0 {
+		o.RotationMark = rotation.DefaultMark
+	}
+	if o.RotationTable == 0 {
+		o.RotationTable = rotation.DefaultTable
+	}
+	mark, mask, table := o.Mark, o.Mask, o.Table
+	if mark == 0 {
+		mark = route.DefaultMark
+	}
+	if mask == 0 {
+		mask = route.DefaultMask
+	}
+	if table == 0 {
+		table = route.DefaultTable
+	}
+	switch {
+	case o.RotationInterface == o.Interface:
+		return o, fmt.Errorf("%w: rotation interface %s is the mesh interface", ErrInvalid, o.Interface)
+	case o.RotationMark&^mask != 0 || (o.RotationMark^mark)&mask == 0:
+		return o, fmt.Errorf("%w: rotation mark %#x must lie inside mask %#x and differ from mark %#x", ErrInvalid, o.RotationMark, mask, mark)
+	case o.RotationTable == table:
+		return o, fmt.Errorf("%w: rotation table %d is the mesh table", ErrInvalid, table)
+	}
+	for _, name := range []string{o.Interface, o.RotationInterface} {
+		if !clampMatches(o.ClampInterfaces, name) {
+			return o, fmt.Errorf("%w: MSS clamp pattern %q does not match interface %s", ErrInvalid, o.ClampInterfaces, name)
+		}
+	}
 	return o, nil
+}
+
+// clampMatches reports whether an nftables interface pattern (a name, or
+// a prefix followed by "*") matches name.
+func clampMatches(pattern, name string) bool {
+	if p, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(name, p)
+	}
+	return pattern == name
 }
 
 // podInterface reports whether name is a pod's host-side interface.
@@ -108,7 +169,7 @@ func (o Options) podInterface(name string) bool {
 }
 
 func (d Deps) check() error {
-	if d.Tunnels == nil || d.Routes == nil || d.Clamp == nil || d.Datapath == nil || d.Keys == nil || d.Links == nil {
+	if d.Tunnels == nil || d.Routes == nil || d.Clamp == nil || d.Datapath == nil || d.Keys == nil || d.Links == nil || d.Journal == nil {
 		return fmt.Errorf("%w: every dependency is required", ErrInvalid)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/lumbrjx/vpblu/core/desired"
 	"github.com/lumbrjx/vpblu/nodeagent/keys"
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
+	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
 	"github.com/lumbrjx/vpblu/nodeagent/wg"
 )
@@ -83,9 +84,26 @@ func bpfState(s desired.NodeState, o Options) bpf.State {
 	return st
 }
 
-// nodeOfKey maps public keys to node names.
-func nodeOfKey(s desired.NodeState) map[wgtypes.Key]string {
+// nodeOfKey maps public keys to node names: the desired state's, and the
+// keys a rotation gives the interfaces (the temporary peers, the
+// subject's old and new keys, supersessions).
+func nodeOfKey(s desired.NodeState, o rotation.Overlay) map[wgtypes.Key]string {
 	m := map[wgtypes.Key]string{}
+	for _, sp := range o.Supersede {
+		m[sp.Use] = sp.Node
+	}
+	if o.Active() {
+		for _, k := range []wgtypes.Key{o.OldKey, o.NewKey} {
+			if k != (wgtypes.Key{}) {
+				m[k] = o.Subject
+			}
+		}
+		if o.Temp != nil {
+			for _, p := range o.Temp.Peers {
+				m[p.PublicKey] = p.Node
+			}
+		}
+	}
 	for p := range s.Peers.All() {
 		m[wgtypes.Key(p.PublicKey)] = p.Node
 	}

@@ -141,7 +141,7 @@ func Compose(o Overlay, b Base, k KeyReader) (Composed, error) {
 	}
 	temp := &wg.Config{Name: t.Interface, PrivateKey: priv, ListenPort: t.Port}
 	path := route.Path{Interface: t.Interface, Mark: t.Mark, Table: t.Table, Strict: true}
-	if mp, ok := meshPath(b.Routes); ok {
+	if mp, ok := meshPath(b.Routes, b.Mesh.Name); ok {
 		path.Mask, path.Priority = mp.Mask, mp.Priority
 	}
 	owner := map[netip.Prefix]string{}
@@ -177,9 +177,10 @@ func Compose(o Overlay, b Base, k KeyReader) (Composed, error) {
 	return c, nil
 }
 
-func meshPath(c route.Config) (route.Path, bool) {
+// meshPath is wg-mesh's path (named mesh), or the first one.
+func meshPath(c route.Config, mesh string) (route.Path, bool) {
 	for _, p := range c.Paths {
-		if p.Interface == wg.MeshInterface {
+		if p.Interface == mesh {
 			return p, true
 		}
 	}

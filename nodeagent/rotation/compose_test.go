@@ -244,6 +244,22 @@ func TestJournalRoundTripsAndIsPrivate(t *testing.T) {
 			t.Errorf("%s: the journal holds a private key", n)
 		}
 	}
+	j := rotation.FileJournal{Path: filepath.Join(t.TempDir(), rotation.JournalFile)}
+	if err := j.Save(c["a"].exec.Overlay()); err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(filepath.Dir(j.Path), "."+rotation.JournalFile+".12345")
+	if err := os.WriteFile(stray, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // removing twice is fine
+		if err := j.Remove(); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Dir(j.Path)); len(left) != 0 {
+		t.Errorf("Remove left %v", left)
+	}
 	if _, err := rotation.DecodeJournal([]byte(`{"version":1,"id":"x","role":"peer","subject":"a","phase":"NOPE"}`)); !errors.Is(err, rotation.ErrCorrupt) {
 		t.Errorf("bad phase: error %v, want ErrCorrupt", err)
 	}

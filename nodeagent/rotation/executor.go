@@ -78,6 +78,9 @@ type Options struct {
 	Interface string
 	Mark      uint32
 	Table     int
+	// MeshInterface is the interface whose handshakes confirm a re-key;
+	// wg.MeshInterface when empty.
+	MeshInterface string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -96,6 +99,7 @@ type Result struct {
 // concurrent use; commands are serialized.
 type Executor struct {
 	opts PlanOptions
+	mesh string
 	now  func() time.Time
 	d    Deps
 
@@ -115,8 +119,15 @@ func New(opts Options, d Deps) (*Executor, error) {
 	if now == nil {
 		now = time.Now
 	}
+	mesh := opts.MeshInterface
+	if mesh == "" {
+		mesh = wg.MeshInterface
+	}
 	iface, mark, table := defaultTemp(opts.Interface, opts.Mark, opts.Table)
-	return &Executor{opts: PlanOptions{Node: opts.Node, Interface: iface, Mark: mark, Table: table}, now: now, d: d}, nil
+	if iface == mesh {
+		return nil, fmt.Errorf("%w: temporary interface %s is the mesh interface", ErrInvalid, iface)
+	}
+	return &Executor{opts: PlanOptions{Node: opts.Node, Interface: iface, Mark: mark, Table: table}, mesh: mesh, now: now, d: d}, nil
 }
 
 // Start loads the journal and hands its overlay to the host, so the
@@ -124,8 +135,8 @@ func New(opts Options, d Deps) (*Executor, error) {
 // (RETIRE, or a rollback's TEARDOWN) that was interrupted is completed
 // (the controller had decided it) if the agent already has a desired
 // state; otherwise Resume completes it after the first reconcile. With no
-// rotation journaled, a leftover wg-rot is deleted. Call it once, before
-// the stream connects.
+// temporary interface journaled, a leftover wg-rot is deleted. Call it
+// once, before the stream connects.
 func (e *Executor) Start() (Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -137,10 +148,16 @@ func (e *Executor) Start() (Result, error) {
 	if err := e.d.Host.Apply(o.Clone()); err != nil && !errors.Is(err, ErrNoDesiredState) {
 		return Result{}, fmt.Errorf("applying the journaled rotation: %w", err)
 	}
-	if !o.Active() {
+	// Without a journaled temporary interface, one that exists is left
+	// over (a crash between journaling its removal and deleting it, or
+	// after a rotation ended): nothing is marked for it, since the step
+	// before its removal switched every peer back, journaled and applied.
+	if o.Temp == nil {
 		if err := e.d.Tunnels.Delete(e.opts.Interface); err != nil {
 			return Result{}, fmt.Errorf("deleting a leftover %s: %w", e.opts.Interface, err)
 		}
+	}
+	if !o.Active() {
 		return Result{}, nil
 	}
 	if !o.Stage.terminal() || o.Done {
@@ -355,7 +372,7 @@ func (e *Executor) reportLocked() (*meshpb.RotationReport, error) {
 	if err != nil {
 		return r, err
 	}
-	mesh, err := read(wg.MeshInterface)
+	mesh, err := read(e.mesh)
 	if err != nil {
 		return r, err
 	}

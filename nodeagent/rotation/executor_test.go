@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -346,16 +347,104 @@ func TestRestartCompletesAnInterruptedRetire(t *testing.T) {
 }
 
 func TestStartDeletesALeftoverTemporaryInterface(t *testing.T) {
-	c := newCluster(t, 0)
-	b := c["b"]
-	if err := b.host.WG.Ensure(wg.RotationInterface); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name string
+		// journal runs the forward sequence up to this stage (zero: none)
+		// and changes the journaled overlay before the restart.
+		upTo    rotation.Stage
+		journal func(o *rotation.Overlay)
+		keep    bool
+	}{
+		{name: "no rotation journaled"},
+		{name: "a rotation journaled before its temporary interface", upTo: rotation.Stage{Phase: prepare}},
+		{name: "a crash after journaling the removal, before deleting it", upTo: rotation.Stage{Phase: activate, Step: switchBack},
+			journal: func(o *rotation.Overlay) {
+				o.Stage, o.Done, o.Temp, o.Switched = rotation.Stage{Phase: retire}, false, nil, nil
+			}},
+		{name: "a journaled temporary interface stays", upTo: rotation.Stage{Phase: distribute}, keep: true},
 	}
-	b.exec = b.restart(t)
-	if strings.Contains(b.host.WG.Render(), wg.RotationInterface) {
-		t.Errorf("wg-rot left by a crash survived a start without a journaled rotation:\n%s", b.host.WG.Render())
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 0)
+			if tc.upTo != (rotation.Stage{}) {
+				var b strings.Builder
+				c.forward(t, &b, tc.upTo)
+			}
+			a := c["a"]
+			if tc.journal != nil {
+				o := a.exec.Overlay()
+				tc.journal(&o)
+				if err := a.journal.Save(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.host.WG.Ensure(wg.RotationInterface); err != nil {
+				t.Fatal(err)
+			}
+			a.host.Forget() // a restarted agent has no desired state yet
+			a.exec = a.restart(t)
+			if got := strings.Contains(a.host.WG.Render(), "interface: "+wg.RotationInterface); got != tc.keep {
+				t.Errorf("wg-rot exists after the start: %t, want %t\n%s", got, tc.keep, a.host.WG.Render())
+			}
+		})
 	}
 }
+
+// A node whose mesh interface has another name confirms re-keys with
+// that interface's handshakes.
+func TestConfirmationsReadTheConfiguredMeshInterface(t *testing.T) {
+	now := t0.Add(time.Hour)
+	o := rotation.Overlay{ID: "a/2", Subject: "a", Role: rotation.Peer, NewGeneration: 2, NewKey: pubKey("a", 2), OldKey: pubKey("a", 1),
+		Stage: rotation.Stage{Phase: activate, Step: rekey}, Done: true, MeshPeerKey: pubKey("a", 2),
+		Temp:      &rotation.Temp{Interface: "vprot0", Port: listenPort + 1, Mark: rotation.DefaultMark, Table: rotation.DefaultTable, Peers: []rotation.TempPeer{{Node: "a", PublicKey: pubKey("a", 2)}}},
+		TempSince: now, MeshSince: now}
+	j := &rotationtest.Journal{}
+	if err := j.Save(o); err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, "b", 0)
+	tun := statusTunnels{"vpmesh0": {Peers: []wg.PeerStatus{{PublicKey: pubKey("a", 2), LastHandshake: now.Add(time.Second)}}}}
+	e, err := rotation.New(rotation.Options{Node: "b", Interface: "vprot0", MeshInterface: "vpmesh0"},
+		rotation.Deps{Keys: n.store, Host: acceptHost{}, Tunnels: tun, Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"a"}, r.GetConfirmed()); diff != "" {
+		t.Errorf("confirmed (-want +got):\n%s", diff)
+	}
+	if e.Awaiting() {
+		t.Error("still awaiting a confirmed handshake")
+	}
+	if _, err := rotation.New(rotation.Options{Node: "b", Interface: "vpmesh0", MeshInterface: "vpmesh0"},
+		rotation.Deps{Keys: n.store, Host: acceptHost{}, Tunnels: tun, Journal: j}); !errors.Is(err, rotation.ErrInvalid) {
+		t.Errorf("temporary interface named like the mesh: error %v, want ErrInvalid", err)
+	}
+}
+
+// statusTunnels reports fixed interfaces.
+type statusTunnels map[string]wg.Status
+
+func (s statusTunnels) Delete(string) error { return nil }
+
+func (s statusTunnels) Status(name string) (wg.Status, error) {
+	st, ok := s[name]
+	if !ok {
+		return wg.Status{}, fmt.Errorf("%s: %w", name, wg.ErrNotFound)
+	}
+	return st, nil
+}
+
+// acceptHost applies every overlay.
+type acceptHost struct{}
+
+func (acceptHost) Apply(rotation.Overlay) error { return nil }
 
 func TestRetireInterruptedByARestartCompletesAfterTheFirstReconcile(t *testing.T) {
 	c := newCluster(t, 0)

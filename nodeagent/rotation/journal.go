@@ -82,6 +82,26 @@ func (j FileJournal) Save(o Overlay) error {
 	return nil
 }
 
+// Remove deletes the journal and any temporary file a Save left behind;
+// a missing journal is not an error. The uninstaller calls it.
+func (j FileJournal) Remove() error {
+	var errs []error
+	if err := os.Remove(j.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	strays, err := filepath.Glob(filepath.Join(filepath.Dir(j.Path), "."+filepath.Base(j.Path)+".*"))
+	errs = append(errs, err)
+	for _, f := range strays {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("removing rotation journal: %w", err)
+	}
+	return nil
+}
+
 type diskOverlay struct {
 	Version        int              `json:"version"`
 	ID             string           `json:"id,omitempty"`

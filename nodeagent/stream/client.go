@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,13 @@ type StatusProvider interface {
 	// TunnelStatus returns the status now; the client sets applied and
 	// unix_nano.
 	TunnelStatus(ctx context.Context) (*meshpb.TunnelStatus, error)
+}
+
+// RotationProvider reports the key rotation in progress on the node.
+type RotationProvider interface {
+	// RotationReport returns where the rotation in progress stands, with
+	// its confirmations; nil when none.
+	RotationReport(ctx context.Context) (*meshpb.RotationReport, error)
 }
 
 var (
@@ -65,6 +73,10 @@ type Options struct {
 	Handler Handler
 	Hello   HelloProvider
 	Status  StatusProvider
+	// Rotation, when set, is asked after every connect: its report is
+	// sent after the queued reports, so a controller (a new leader too)
+	// learns where a rotation in progress stands.
+	Rotation RotationProvider
 
 	// Applied is the generation of the state the daemon runs at start.
 	Applied Generation
@@ -107,9 +119,11 @@ type Client struct {
 
 	mu   sync.Mutex
 	st   State
-	send func(*meshpb.AgentMessage) error // current stream's sender, nil when down
-	keys []*meshpb.KeyReport              // waiting for a stream
-	kick chan struct{}                    // wakes the status loop
+	send func(*meshpb.AgentMessage) error // current stream's sender, nil when down or flushing
+	// outbox holds key and rotation reports waiting for a stream, in
+	// order; at most one rotation report (the latest).
+	outbox []*meshpb.AgentMessage
+	kick   chan struct{} // wakes the status loop
 }
 
 // New checks opts and returns a Client; Run connects.
@@ -175,17 +189,65 @@ func (c *Client) Applied() Generation {
 // no stream is up. Reports are not replayed on later reconnects.
 func (c *Client) ReportKey(kr *meshpb.KeyReport) {
 	kr = proto.Clone(kr).(*meshpb.KeyReport)
+	c.report(&meshpb.AgentMessage{Msg: &meshpb.AgentMessage_KeyReport{KeyReport: kr}})
+}
+
+// ReportRotation sends a rotation report now, or right after the next
+// Hello when no stream is up, after the key reports queued before it. A
+// report waiting for a stream is replaced by a newer one: each says where
+// the rotation stands. After every connect the Rotation provider's
+// report replaces a waiting one, so a rotation in progress is reported
+// again on every reconnect.
+func (c *Client) ReportRotation(r *meshpb.RotationReport) {
+	r = proto.Clone(r).(*meshpb.RotationReport)
+	c.report(&meshpb.AgentMessage{Msg: &meshpb.AgentMessage_Rotation{Rotation: r}})
+}
+
+func (c *Client) report(m *meshpb.AgentMessage) {
 	c.mu.Lock()
 	send := c.send
 	if send == nil {
-		c.keys = append(c.keys, kr)
+		c.enqueueLocked(m)
 	}
 	c.mu.Unlock()
 	if send != nil {
-		if err := send(&meshpb.AgentMessage{Msg: &meshpb.AgentMessage_KeyReport{KeyReport: kr}}); err != nil {
+		if err := send(m); err != nil {
 			c.mu.Lock()
-			c.keys = append(c.keys, kr)
+			c.enqueueLocked(m)
 			c.mu.Unlock()
+		}
+	}
+}
+
+// enqueueLocked appends m to the outbox; a rotation report replaces the
+// one waiting.
+func (c *Client) enqueueLocked(m *meshpb.AgentMessage) {
+	if m.GetRotation() != nil {
+		c.outbox = slices.DeleteFunc(c.outbox, func(x *meshpb.AgentMessage) bool { return x.GetRotation() != nil })
+	}
+	c.outbox = append(c.outbox, m)
+}
+
+// flush sends the outbox in order; reports made meanwhile join it. Once
+// it is empty, reports go straight to the stream.
+func (c *Client) flush(send func(*meshpb.AgentMessage) error) error {
+	for {
+		c.mu.Lock()
+		if len(c.outbox) == 0 {
+			c.send = send
+			c.mu.Unlock()
+			return nil
+		}
+		m := c.outbox[0]
+		c.outbox = c.outbox[1:]
+		c.mu.Unlock()
+		if err := send(m); err != nil {
+			c.mu.Lock()
+			if m.GetRotation() == nil || !slices.ContainsFunc(c.outbox, func(x *meshpb.AgentMessage) bool { return x.GetRotation() != nil }) {
+				c.outbox = append([]*meshpb.AgentMessage{m}, c.outbox...)
+			}
+			c.mu.Unlock()
+			return err
 		}
 	}
 }
@@ -307,24 +369,26 @@ func (c *Client) session(ctx context.Context, addr string) (established bool, er
 		return false, streamErr(addr, err)
 	}
 
+	var current *meshpb.RotationReport
+	if c.opts.Rotation != nil {
+		// A report that cannot be read now is sent when it next changes.
+		if r, err := c.opts.Rotation.RotationReport(sctx); err == nil && r != nil {
+			current = proto.Clone(r).(*meshpb.RotationReport)
+		}
+	}
 	c.mu.Lock()
 	c.st.Connected, c.st.Address, c.st.Since, c.st.LastError = true, addr, time.Now(), ""
 	c.st.Connects++
-	c.send = send
-	pending := c.keys
-	c.keys = nil
+	if current != nil {
+		c.enqueueLocked(&meshpb.AgentMessage{Msg: &meshpb.AgentMessage_Rotation{Rotation: current}})
+	}
 	s := c.st
 	c.mu.Unlock()
 	if c.opts.OnState != nil {
 		c.opts.OnState(s)
 	}
-	for i, kr := range pending {
-		if err := send(&meshpb.AgentMessage{Msg: &meshpb.AgentMessage_KeyReport{KeyReport: kr}}); err != nil {
-			c.mu.Lock()
-			c.keys = append(pending[i:], c.keys...)
-			c.mu.Unlock()
-			return true, streamErr(addr, err)
-		}
+	if err := c.flush(send); err != nil {
+		return true, streamErr(addr, err)
 	}
 
 	errc := make(chan error, 1)

@@ -341,6 +341,90 @@ func TestKeyReportsAreSentOnDemand(t *testing.T) {
 	}
 }
 
+// rotations is a fake RotationProvider.
+type rotations struct {
+	mu  sync.Mutex
+	cur *meshpb.RotationReport
+}
+
+func (r *rotations) set(x *meshpb.RotationReport) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur = x
+}
+
+func (r *rotations) RotationReport(context.Context) (*meshpb.RotationReport, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur, nil
+}
+
+func rotationReport(step meshpb.RotationStep, confirmed ...string) *meshpb.RotationReport {
+	return &meshpb.RotationReport{Id: "node-a/2", Subject: "node-a", Phase: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, Step: step,
+		NewKeyGeneration: 2, Done: true, Confirmed: confirmed}
+}
+
+// Rotation reports wait for a stream after the key reports made before
+// them, the provider's current report replaces a waiting one, and a
+// rotation in progress is reported again after every reconnect.
+func TestRotationReportsAreQueuedAndReplayedAfterReconnects(t *testing.T) {
+	e := newEnv(t)
+	fc := startController(t, e.pki, false)
+	release := make(chan struct{})
+	drop := make(chan struct{})
+	var streams int
+	var mu sync.Mutex
+	fc.setScript(func(s *serverStream) error {
+		mu.Lock()
+		streams++
+		first := streams == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		if err := s.Send(syncMsg(uint64(streams))); err != nil {
+			return err
+		}
+		if first {
+			go func() { _ = s.drain() }()
+			select {
+			case <-drop:
+				return errors.New("controller restarting")
+			case <-s.Context().Done():
+				return nil
+			}
+		}
+		return s.drain()
+	})
+	rp := &rotations{}
+	c := e.client(t, []string{fc.addr}, func(o *stream.Options) { o.Rotation = rp })
+	key := &meshpb.KeyReport{PublicKey: []byte("pending-key-pending-key-pending!!"), Generation: 2, State: meshpb.KeyState_KEY_STATE_PENDING}
+	c.ReportKey(key) // before the stream is accepted: queued
+	c.ReportRotation(rotationReport(meshpb.RotationStep_ROTATION_STEP_SWITCH_TO_TEMP))
+	current := rotationReport(meshpb.RotationStep_ROTATION_STEP_REKEY)
+	rp.set(current)
+	close(release)
+	waitFor(t, "queued reports", func() bool { ss := fc.snapshot(); return len(ss) == 1 && len(ss[0].order) == 2 })
+	confirmed := rotationReport(meshpb.RotationStep_ROTATION_STEP_REKEY, "node-b")
+	c.ReportRotation(confirmed)
+	waitFor(t, "a report sent at once", func() bool { return len(fc.snapshot()[0].rots) == 2 })
+	first := fc.snapshot()[0]
+	if d := cmp.Diff([]string{"key", "rotation", "rotation"}, first.order); d != "" {
+		t.Errorf("first stream's report order (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]*meshpb.RotationReport{current, confirmed}, first.rots, protocmp.Transform()); d != "" {
+		t.Errorf("first stream's rotation reports (-want +got):\n%s", d)
+	}
+
+	rp.set(confirmed)
+	close(drop)
+	waitFor(t, "second stream's report", func() bool { ss := fc.snapshot(); return len(ss) == 2 && len(ss[1].rots) == 1 })
+	second := fc.snapshot()[1]
+	if d := cmp.Diff([]*meshpb.RotationReport{confirmed}, second.rots, protocmp.Transform()); d != "" || len(second.keys) != 0 {
+		t.Errorf("second stream: keys %v, rotation reports (-want +got):\n%s", second.keys, d)
+	}
+}
+
 func TestUntrustedControllerIsRefused(t *testing.T) {
 	e := newEnv(t)
 	other := newPKI(t) // the controller's certificate comes from another CA

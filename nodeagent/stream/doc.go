@@ -8,7 +8,8 @@
 // generation guard (stale commands are acked ACK_STALE, deltas whose base
 // is not the applied generation ACK_GAP, neither reaches the Handler),
 // acks every command, sends TunnelStatus periodically and after each
-// applied command, and KeyReports on demand.
+// applied command, and KeyReports and RotationReports on demand (the
+// rotation in progress again after every reconnect).
 //
 // It knows nothing of WireGuard, routing or BPF: what a command means is
 // the Handler's business. It does not log; State reports what a binary

@@ -70,6 +70,10 @@ type session struct {
 	acks  []*meshpb.Ack
 	stats []*meshpb.TunnelStatus
 	keys  []*meshpb.KeyReport
+	rots  []*meshpb.RotationReport
+	// order names the reports in the order they arrived: "key" or
+	// "rotation".
+	order []string
 }
 
 // fakeController is an in-process controller on loopback. Each stream
@@ -106,6 +110,10 @@ func (s *serverStream) recv() (*meshpb.AgentMessage, error) {
 		s.sess.stats = append(s.sess.stats, x.Status)
 	case *meshpb.AgentMessage_KeyReport:
 		s.sess.keys = append(s.sess.keys, x.KeyReport)
+		s.sess.order = append(s.sess.order, "key")
+	case *meshpb.AgentMessage_Rotation:
+		s.sess.rots = append(s.sess.rots, x.Rotation)
+		s.sess.order = append(s.sess.order, "rotation")
 	case *meshpb.AgentMessage_Hello:
 		s.sess.hello = x.Hello
 	}

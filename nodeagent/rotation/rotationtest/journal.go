@@ -38,6 +38,14 @@ func (j *Journal) Save(o rotation.Overlay) error {
 	return nil
 }
 
+// Remove forgets what was saved, as removing the file would.
+func (j *Journal) Remove() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.data = nil
+	return nil
+}
+
 // Saves counts saves.
 func (j *Journal) Saves() int {
 	j.mu.Lock()
