@@ -39,6 +39,7 @@ generate: generate-api generate-proto generate-bpf ## Regenerate all committed g
 generate-api: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./core/api/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./core/api/... output:crd:artifacts:config=deploy/crds
+	rm -rf deploy/helm/vpblu/crds && cp -R deploy/crds deploy/helm/vpblu/crds
 
 .PHONY: generate-proto
 generate-proto: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
@@ -54,8 +55,8 @@ generate-bpf:
 
 .PHONY: verify-generated
 verify-generated: generate ## Regenerate and fail if anything differs from what is committed.
-	@if [ -n "$$(git status --porcelain -- core deploy/crds bpf)" ]; then \
-		git status --porcelain -- core deploy/crds bpf; git diff --stat -- core deploy/crds bpf; \
+	@if [ -n "$$(git status --porcelain -- core deploy/crds deploy/helm/vpblu/crds bpf)" ]; then \
+		git status --porcelain -- core deploy/crds deploy/helm/vpblu/crds bpf; git diff --stat -- core deploy/crds deploy/helm/vpblu/crds bpf; \
 		echo "generated code is stale: run make generate and commit"; exit 1; fi
 
 .PHONY: test-assets
@@ -108,6 +109,14 @@ $(STATICCHECK):
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(TOOLS)/staticcheck $@
+
+.PHONY: images
+images: ## Build the controller and agent images into bin/images (OCI layout + docker-archive tarball), without Docker.
+	go run ./tools/images --out bin/images
+
+.PHONY: kind-e2e
+kind-e2e: ## Install the chart on a kind cluster with Flannel and smoke-check the mesh (needs a running Docker engine).
+	hack/kind-e2e.sh
 
 .PHONY: clean
 clean:
