@@ -596,6 +596,14 @@ func (c *Cluster) Pods() []e2e.Pod {
 	return out
 }
 
+// PodNamespace is the network namespace of a workload pod.
+func (c *Cluster) PodNamespace(name string) string {
+	if p := c.pod(name); p != nil {
+		return p.NS.Name
+	}
+	return ""
+}
+
 func (c *Cluster) pod(name string) *Pod {
 	for _, n := range c.Net.Nodes {
 		for _, p := range n.Pods {

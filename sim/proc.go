@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +37,7 @@ func startProc(runDir, name string, argv []string, env []string) (*Proc, error) 
 	// Own process group: a signal to the group also reaches helpers the
 	// process started; Pdeathsig ends it if the simulator dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -52,6 +53,32 @@ func startProc(runDir, name string, argv []string, env []string) (*Proc, error) 
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Pdeathsig is sent when the *thread* that forked the child exits, and the
+// namespace helpers (tools/netns) retire their locked threads on purpose.
+// So every child is forked from one locked thread that lives as long as
+// the process: its children die with the simulator, and only then.
+var spawnRequests = make(chan spawnRequest)
+
+type spawnRequest struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+func init() {
+	go func() {
+		runtime.LockOSThread()
+		for req := range spawnRequests {
+			req.errc <- req.cmd.Start()
+		}
+	}()
+}
+
+func spawn(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	spawnRequests <- spawnRequest{cmd, errc}
+	return <-errc
 }
 
 // PID is the process id.

@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -370,15 +372,60 @@ func SweepNetwork(p Plan) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
+	var names []string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), p.Prefix()+"-") {
-			continue
+		if strings.HasPrefix(e.Name(), p.Prefix()+"-") {
+			names = append(names, e.Name())
 		}
-		if err := netns.DeleteNamed(e.Name()); err != nil {
+	}
+	// Processes inside the namespaces (agents, the userspace WireGuard
+	// daemons they detach, pings) would keep them alive after their names
+	// are gone: end them first. Every one of them is ours, since the
+	// namespaces are.
+	errs = append(errs, killInNamespaces(names))
+	for _, name := range names {
+		if err := netns.DeleteNamed(name); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killInNamespaces sends SIGKILL to every process whose network
+// namespace is one of the named ones, and waits until they are gone.
+func killInNamespaces(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	ours := map[uint64]bool{}
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := unix.Stat("/run/netns/"+name, &st); err == nil {
+			ours[st.Ino] = true
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	var pids []int
+	for _, f := range procs {
+		var st unix.Stat_t
+		if unix.Stat(f, &st) != nil || !ours[st.Ino] {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.Split(f, "/")[2])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if unix.Kill(pid, unix.SIGKILL) == nil {
+			pids = append(pids, pid)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for unix.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // quietIPv6 turns off duplicate address detection and router

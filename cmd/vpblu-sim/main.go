@@ -149,7 +149,7 @@ func show(ctx context.Context, c *sim.Cluster) error {
 	from, to := pods[0], pods[len(pods)-1]
 	fmt.Println()
 	for _, dst := range []netip.Addr{to.IPv4, to.IPv6} {
-		fmt.Printf("$ ip netns exec %s ping -c 3 %s   (%s on %s → %s on %s)\n", from.Name, dst, from.Name, from.Node, to.Name, to.Node)
+		fmt.Printf("$ ip netns exec %s ping -c 3 %s   (%s on %s → %s on %s)\n", c.PodNamespace(from.Name), dst, from.Name, from.Node, to.Name, to.Node)
 		out, err := c.Ping(ctx, from, dst, "-c", "3", "-i", "0.2")
 		fmt.Print(indent(lastLines(out, 3)))
 		if err != nil {

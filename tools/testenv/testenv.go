@@ -144,6 +144,9 @@ func New(opts Options) (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start leaves the servers running when a later step (such as
+		// installing the CRDs) fails.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start kube-apiserver from %s: %w", assets, err)
 	}
 	e := &Env{Config: cfg, Scheme: scheme, Assets: assets, env: env}
