@@ -80,7 +80,8 @@ bench: deps ## Benchmarks that print the ratios of SPEC §16, measured in one ru
 	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) go test -run '^$$' -bench . -benchtime 1x -count=1 ./... | grep -E '^(desired|bpf|ctrl|sim):|^(ok|FAIL|---)'
 
 .PHONY: lint
-lint: $(STATICCHECK) ## go vet and staticcheck.
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$(STATICCHECK) ./...
 

@@ -28,13 +28,12 @@ type CaptureStats struct {
 
 // Capture runs tcpdump on the underlay bridge.
 type Capture struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	mu       sync.Mutex
-	stats    CaptureStats
-	pods     []netip.Prefix
-	wgPorts  map[string]bool
-	parseErr error
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	stats   CaptureStats
+	pods    []netip.Prefix
+	wgPorts map[string]bool
 }
 
 // StartCapture starts tcpdump on the underlay bridge of a network and

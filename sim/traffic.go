@@ -49,7 +49,11 @@ type Flow struct {
 	sendErr  error
 }
 
-const flowPort = 47000
+// flowPorts hands each flow its own destination port, so any number of
+// flows may share a destination address.
+var flowPorts atomic.Uint32
+
+func nextFlowPort() int { return 47000 + int(flowPorts.Add(1)%2000) }
 
 // StartFlow starts a flow of rate datagrams per second from src (inside
 // srcNS) to dst (inside dstNS). The sockets are created inside the
@@ -59,9 +63,10 @@ func StartFlow(srcNS netns.NS, src netip.Addr, dstNS netns.NS, dst netip.Addr, r
 		return nil, fmt.Errorf("flow rate %d out of range", rate)
 	}
 	f := &Flow{interval: time.Second / time.Duration(rate)}
+	port := uint16(nextFlowPort())
 	err := dstNS.Do(func() error {
 		var err error
-		f.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, flowPort)))
+		f.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, port)))
 		return err
 	})
 	if err != nil {
@@ -69,7 +74,7 @@ func StartFlow(srcNS netns.NS, src netip.Addr, dstNS netns.NS, dst netip.Addr, r
 	}
 	err = srcNS.Do(func() error {
 		var err error
-		f.send, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, flowPort)))
+		f.send, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, port)))
 		return err
 	})
 	if err != nil {

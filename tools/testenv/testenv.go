@@ -57,10 +57,11 @@ type Env struct {
 	dir string
 }
 
-// NewScheme returns a scheme with the core Kubernetes and vpblu types.
+// NewScheme returns a scheme with the core Kubernetes, CRD and vpblu types.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	utilruntime.Must(v1alpha1.AddToScheme(s))
 	return s
 }

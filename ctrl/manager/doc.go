@@ -1,0 +1,10 @@
+// Package manager wires the controller together: the CA and serving
+// certificate, the stream server (on every replica), Lease-based leader
+// election with the generation epoch read from the Lease, and the
+// leader-only parts (loader, desired-state feed, VpbluNode lifecycle,
+// status writers), all on one controller-runtime manager with health
+// probes and metrics.
+//
+// It holds no logic of its own beyond wiring; cmd/vpblu-controller parses
+// flags into Options and calls Run.
+package manager
