@@ -67,9 +67,30 @@ test-assets: ## Build (once, cached) the real kube-apiserver, etcd and kubectl t
 deps:
 	@hack/deps.sh etcd net vm
 
+# The whole-cluster suites (the simulator's, the VM's) run one at a time
+# after the rest: on a 2-core machine, two of them side by side would
+# measure each other's load instead of vpblu.
+CLUSTER_PKGS := ./sim/ ./cmd/vpblu-sim/ ./vm/
+
 .PHONY: test
 test: deps verify-generated lint ## Everything CI runs: generated code, lint, all tests (root for the data plane).
-	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	assets=$$(hack/test-assets.sh) && \
+	KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) \
+		$$(go list ./... | grep -v -E '/(sim|vm|cmd/vpblu-sim)$$') && \
+	KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) -p 1 -timeout $(TEST_TIMEOUT) $(CLUSTER_PKGS)
+
+.PHONY: sim
+sim: deps build ## The main job: a simulated 3-node mesh (SPEC §17), up until Ctrl-C (root).
+	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) VPBLU_BIN_DIR=$(CURDIR)/bin bin/vpblu-sim up $(SIM_ARGS)
+
+.PHONY: sim-down
+sim-down: build ## Stop a running simulator and remove everything it made.
+	bin/vpblu-sim down $(SIM_ARGS)
+
+.PHONY: vm-e2e
+vm-e2e: deps ## The whole acceptance suite in QEMU guests with kernel WireGuard, once per kernel (6.1, 6.12).
+	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) VPBLU_VM_E2E=$${VPBLU_VM_E2E:-all} \
+		go test -count=1 -timeout 120m -v -run 'TestAcceptanceSuiteInGuestWithKernelWireGuard' ./vm/
 
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither root nor an API server.

@@ -31,7 +31,7 @@ func TestAgentRestart(t *testing.T, c Cluster) {
 		capture.Stop()
 		t.Fatal(err)
 	}
-	took := waitAgentsConnected(t, c, restarted, 30*time.Second)
+	took := waitAgentsConnected(t, c, restarted, 30*time.Second, node)
 	figure(t, "agent-restart-reconnect-ms", ms(took))
 	time.Sleep(time.Second)
 	sent, lost, detail := fs.stop(300 * time.Millisecond)

@@ -133,7 +133,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}()
 
 	log.Info("building binaries")
-	if c.bins, err = BuildBinaries(ctx, filepath.Join(cacheDir(), "sim-bin")); err != nil {
+	// A directory per slot: simulators in two slots may build at once.
+	if c.bins, err = BuildBinaries(ctx, filepath.Join(cacheDir(), fmt.Sprintf("sim-bin-%d", opts.Slot))); err != nil {
 		return nil, err
 	}
 	log.Info("building network", "nodes", opts.Nodes, "podsPerNode", opts.PodsPerNode)
@@ -244,8 +245,9 @@ func (c *Cluster) controllerArgs(i int) []string {
 		"--tls-ip-addresses", p.HostV4().String(),
 		"--cluster-cidrs", p.ClusterV4().String() + "," + p.ClusterV6().String(),
 		"--log-format", "text",
-		"--health-addr", fmt.Sprintf("127.0.0.1:%d", healthBasePort+2*i),
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", healthBasePort+2*i+1),
+		// On the slot's host address, so simulators in two slots coexist.
+		"--health-addr", netip.AddrPortFrom(p.HostV4(), uint16(healthBasePort+2*i)).String(),
+		"--metrics-addr", netip.AddrPortFrom(p.HostV4(), uint16(healthBasePort+2*i+1)).String(),
 		"--lease-duration", c.opts.LeaseDuration.String(),
 		"--renew-deadline", (c.opts.LeaseDuration * 3 / 4).String(),
 		"--retry-period", (c.opts.LeaseDuration / 8).String(),

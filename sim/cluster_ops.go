@@ -98,17 +98,21 @@ func iperf(ctx context.Context, srcNS, dstNS string, dst netip.Addr, d time.Dura
 		return 0, fmt.Errorf("start iperf3 server: %w", err)
 	}
 	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
-	// The server is listening once its port answers from the client side.
-	var out string
-	var err error
-	for i := 0; i < 50; i++ {
-		out, err = InNS(ctx, srcNS, "iperf3", "-c", dst.String(), "-p", "5201", "-t", strconv.Itoa(int(d.Seconds())), "-J")
-		if err == nil || !strings.Contains(out, "connection refused") && !strings.Contains(out, "Connection refused") {
-			break
+	// Start the client only once the server listens: a refused connection
+	// would otherwise be indistinguishable from a broken path.
+	listening := false
+	for i := 0; i < 100 && !listening; i++ {
+		ss, _ := InNS(ctx, dstNS, "ss", "-Hltn", "sport = :5201")
+		listening = strings.Contains(ss, "LISTEN")
+		if !listening {
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
+	if !listening {
+		return 0, fmt.Errorf("iperf3 server in %s never listened on %s port 5201: %s", dstNS, dst, serverOut.String())
+	}
+	out, err := InNS(ctx, srcNS, "iperf3", "-c", dst.String(), "-p", "5201", "-t", strconv.Itoa(int(d.Seconds())), "-J")
+	if err != nil && !strings.HasPrefix(strings.TrimSpace(out), "{") {
 		return 0, fmt.Errorf("iperf3 client: %w\nserver: %s", err, serverOut.String())
 	}
 	var res struct {
@@ -123,7 +127,10 @@ func iperf(ctx context.Context, srcNS, dstNS string, dst netip.Addr, d time.Dura
 		return 0, fmt.Errorf("iperf3 output: %w", err)
 	}
 	if res.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", res.Error)
+		return 0, fmt.Errorf("iperf3: %s (server: %s)", res.Error, strings.TrimSpace(serverOut.String()))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 client: %w", err)
 	}
 	return res.End.SumReceived.BitsPerSecond, nil
 }
@@ -296,6 +303,16 @@ func (c *Cluster) RemoveNode(ctx context.Context, name string) error {
 		_ = c.cs.CoreV1().Pods(PodNamespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
 	}
 	_ = c.cs.CoreV1().Pods(SystemNamespace).Delete(ctx, AgentPodName(name), metav1.DeleteOptions{})
+	// The agent leaves its data plane running when it stops (userspace
+	// WireGuard is a process of its own): end everything in the node's
+	// namespaces before they go, or it outlives them unnamed.
+	names := []string{n.NS.Name}
+	for _, p := range n.Pods {
+		names = append(names, p.NS.Name)
+	}
+	if err := killInNamespaces(names); err != nil {
+		return fmt.Errorf("remove node %s: %w", name, err)
+	}
 	return c.Net.removeNode(n)
 }
 

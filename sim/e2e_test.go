@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,7 +23,16 @@ func TestE2E(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := Start(ctx, Options{Slot: 1, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	// VPBLU_SIM_SLOT lets two suites run side by side (slot 1 by default).
+	slot := 1
+	if v := os.Getenv("VPBLU_SIM_SLOT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 255 {
+			t.Fatalf("VPBLU_SIM_SLOT=%q: want 1-255", v)
+		}
+		slot = n
+	}
+	c, err := Start(ctx, Options{Slot: slot, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		t.Fatalf("start the simulated cluster: %v", err)
 	}

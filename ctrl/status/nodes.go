@@ -125,6 +125,7 @@ func (n *Nodes) update(node string, fn func(r *Report)) {
 func (n *Nodes) Connected(node string, h *meshpb.Hello) {
 	n.update(node, func(r *Report) {
 		r.Connected, r.Hello, r.Failure = true, h, nil
+		r.ConnectedAt = n.opts.Now()
 		if h.GetKey() != nil {
 			r.Key = h.GetKey()
 		}

@@ -29,6 +29,8 @@ type Report struct {
 	Status *meshpb.TunnelStatus
 	// LastSeen is when the daemon last sent anything.
 	LastSeen time.Time
+	// ConnectedAt is when its current (or last) stream opened.
+	ConnectedAt time.Time
 	// Sync is where the node stands after its last ack.
 	Sync streamserver.NodeSync
 	// Failure is the last ack that was not OK, cleared by an OK ack.
@@ -99,7 +101,10 @@ func NodeStatus(f NodeFacts) v1alpha1.VpbluNodeStatus {
 	if !r.Sync.Applied.IsZero() {
 		st.AppliedGeneration = r.Sync.Applied.String()
 	}
-	if !r.LastSeen.IsZero() && (st.LastSeen == nil || r.LastSeen.Sub(st.LastSeen.Time) >= f.Heartbeat) {
+	// A new stream is always recorded, so lastSeen tells operators (and
+	// tests) that a daemon came back after an outage or a failover.
+	reconnected := !r.ConnectedAt.IsZero() && (st.LastSeen == nil || r.ConnectedAt.Truncate(time.Second).After(st.LastSeen.Time))
+	if !r.LastSeen.IsZero() && (reconnected || st.LastSeen == nil || r.LastSeen.Sub(st.LastSeen.Time) >= f.Heartbeat) {
 		t := metav1.NewTime(r.LastSeen.UTC().Truncate(time.Second))
 		st.LastSeen = &t
 	}

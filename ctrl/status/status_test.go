@@ -128,6 +128,18 @@ func TestNodeStatusRules(t *testing.T) {
 			t.Errorf("lastSeen %v not rewritten after the heartbeat", got)
 		}
 	})
+	t.Run("a stream opened after lastSeen is recorded at once", func(t *testing.T) {
+		old := metav1.NewTime(now.Add(-30 * time.Second))
+		r := connected(func(r *Report) { r.ConnectedAt = now.Add(-2 * time.Second) })
+		f := NodeFacts{Old: v1alpha1.VpbluNodeStatus{LastSeen: &old}, Report: r, Now: now, Heartbeat: time.Hour}
+		if got := NodeStatus(f).LastSeen; !got.Time.Equal(now) {
+			t.Errorf("lastSeen %v after a reconnect, want %v", got, now)
+		}
+		r.ConnectedAt = old.Add(-time.Minute)
+		if got := NodeStatus(f).LastSeen; !got.Equal(&old) {
+			t.Errorf("lastSeen %v rewritten for a stream older than it", got)
+		}
+	})
 	t.Run("an isolated node's key generation is recorded for the quarantine", func(t *testing.T) {
 		st := NodeStatus(NodeFacts{Report: connected(nil), Plan: desired.NodeStatus{Isolated: true}, Planned: true, Now: now})
 		if st.QuarantineKeyGeneration != 2 {

@@ -191,6 +191,9 @@ func requireKernelWireGuard(t *testing.T) {
 	ns := privtest.NewNS(t, "wgk")
 	err := ns.Do(wg.KernelSupported)
 	if errors.Is(err, wg.ErrUnsupported) {
+		if os.Getenv("VPBLU_REQUIRE_KERNEL_WIREGUARD") != "" {
+			t.Fatalf("kernel WireGuard required (VPBLU_REQUIRE_KERNEL_WIREGUARD is set) but unavailable: %v", err)
+		}
 		t.Skipf("KERNEL WIREGUARD TEST NOT RUN: this kernel cannot create a \"wireguard\" link (%v); "+
 			"it runs in the QEMU VM with a WireGuard kernel (make vm-e2e)", err)
 	}
