@@ -120,6 +120,13 @@ type FlowStats struct {
 	LongestGap time.Duration
 	// LastReceived is when the last datagram arrived.
 	LastReceived time.Time
+	// SendErrors counts datagrams the sender's kernel refused (LastSendError
+	// says why); ReceiverDrops counts UDP datagrams the receiving pod's
+	// namespace dropped for want of socket buffer. Both tell a loss at the
+	// ends apart from a loss on the path; both are still losses.
+	SendErrors    uint64
+	LastSendError string
+	ReceiverDrops uint64
 }
 
 // Capture is a running underlay capture.

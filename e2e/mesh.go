@@ -158,7 +158,8 @@ func (fs *flowSet) stop(grace time.Duration) (sent, lost uint64, detail string) 
 		sent += s.Sent
 		lost += s.Lost
 		if s.Lost > 0 {
-			fmt.Fprintf(&b, "  %s: sent=%d lost=%d longest-gap=%s\n", fs.names[i], s.Sent, s.Lost, s.LongestGap)
+			fmt.Fprintf(&b, "  %s: sent=%d lost=%d longest-gap=%s send-errors=%d (%s) receiver-buffer-drops=%d\n",
+				fs.names[i], s.Sent, s.Lost, s.LongestGap, s.SendErrors, s.LastSendError, s.ReceiverDrops)
 		}
 	}
 	return sent, lost, b.String()

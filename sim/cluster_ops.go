@@ -40,7 +40,8 @@ func (a flowAdapter) Stop(grace time.Duration) e2e.FlowStats { return toE2E(a.f.
 func (a flowAdapter) Stats() e2e.FlowStats                   { return toE2E(a.f.Stats()) }
 
 func toE2E(s FlowStats) e2e.FlowStats {
-	return e2e.FlowStats{Sent: s.Sent, Received: s.Received, Lost: s.Lost, Duplicates: s.Duplicates, LongestGap: s.LongestGap, LastReceived: s.LastReceived}
+	return e2e.FlowStats{Sent: s.Sent, Received: s.Received, Lost: s.Lost, Duplicates: s.Duplicates, LongestGap: s.LongestGap,
+		LastReceived: s.LastReceived, SendErrors: s.SendErrors, LastSendError: s.LastSendError, ReceiverDrops: s.ReceiverDrops}
 }
 
 // StartFlow starts a sequence-numbered UDP flow between two pods.

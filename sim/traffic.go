@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +28,20 @@ type FlowStats struct {
 	LongestGap time.Duration
 	// LastReceived is when the last datagram arrived.
 	LastReceived time.Time
+	// SendErrors counts sends the sender's kernel refused (each is also a
+	// lost datagram) and LastSendError says why, so a loss at the source
+	// is told apart from a loss on the path.
+	SendErrors    uint64
+	LastSendError string
+	// ReceiverDrops is how many UDP datagrams the receiving namespace
+	// dropped for want of socket buffer while the flow ran (any socket):
+	// a loss caused by a starved receiver, not by the path.
+	ReceiverDrops uint64
 }
 
 func (s FlowStats) String() string {
-	return fmt.Sprintf("sent=%d received=%d lost=%d dup=%d longest-gap=%s", s.Sent, s.Received, s.Lost, s.Duplicates, s.LongestGap)
+	return fmt.Sprintf("sent=%d received=%d lost=%d dup=%d longest-gap=%s send-errors=%d receiver-drops=%d",
+		s.Sent, s.Received, s.Lost, s.Duplicates, s.LongestGap, s.SendErrors, s.ReceiverDrops)
 }
 
 // Flow sends sequence-numbered UDP datagrams from one namespace to an
@@ -47,6 +60,10 @@ type Flow struct {
 	dups     uint64
 	lastRecv time.Time
 	sendErr  error
+	sendErrs uint64
+	dstNS    netns.NS
+	// drops0 is the receiving namespace's UDP buffer drops at the start.
+	drops0 uint64
 }
 
 // flowPorts hands each flow its own destination port, so any number of
@@ -62,7 +79,8 @@ func StartFlow(srcNS netns.NS, src netip.Addr, dstNS netns.NS, dst netip.Addr, r
 	if rate <= 0 || rate > 100000 {
 		return nil, fmt.Errorf("flow rate %d out of range", rate)
 	}
-	f := &Flow{interval: time.Second / time.Duration(rate)}
+	f := &Flow{interval: time.Second / time.Duration(rate), dstNS: dstNS}
+	f.drops0, _ = udpBufferDrops(dstNS)
 	port := uint16(nextFlowPort())
 	err := dstNS.Do(func() error {
 		var err error
@@ -111,6 +129,7 @@ func (f *Flow) transmit(ctx context.Context) {
 					// not the end of the flow.
 					f.mu.Lock()
 					f.sendErr = err
+					f.sendErrs++
 					f.mu.Unlock()
 				}
 				f.sent.Add(1)
@@ -165,7 +184,13 @@ func (f *Flow) Stats() FlowStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sent := f.sent.Load()
-	s := FlowStats{Sent: sent, Received: f.received, Duplicates: f.dups, LastReceived: f.lastRecv}
+	s := FlowStats{Sent: sent, Received: f.received, Duplicates: f.dups, LastReceived: f.lastRecv, SendErrors: f.sendErrs}
+	if f.sendErr != nil {
+		s.LastSendError = f.sendErr.Error()
+	}
+	if d, err := udpBufferDrops(f.dstNS); err == nil && d >= f.drops0 {
+		s.ReceiverDrops = d - f.drops0
+	}
 	var gap, longest uint64
 	for seq := uint64(0); seq < sent; seq++ {
 		if seq < uint64(len(f.seen)) && f.seen[seq] {
@@ -178,4 +203,49 @@ func (f *Flow) Stats() FlowStats {
 	}
 	s.LongestGap = time.Duration(longest) * f.interval
 	return s
+}
+
+// udpBufferDrops sums the RcvbufErrors of UDP over IPv4 and IPv6 in a
+// namespace (/proc/net/snmp and snmp6 show the reading thread's
+// namespace).
+func udpBufferDrops(ns netns.NS) (uint64, error) {
+	var total uint64
+	err := ns.Do(func() error {
+		v4, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		total += snmpField(string(v4), "Udp:", "RcvbufErrors")
+		v6, err := os.ReadFile("/proc/thread-self/net/snmp6")
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(v6), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "Udp6RcvbufErrors" {
+				n, _ := strconv.ParseUint(f[1], 10, 64)
+				total += n
+			}
+		}
+		return nil
+	})
+	return total, err
+}
+
+// snmpField reads one counter of /proc/net/snmp, whose protocols come as a
+// header line of names followed by a line of values.
+func snmpField(snmp, proto, name string) uint64 {
+	lines := strings.Split(snmp, "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != proto || len(values) != len(names) || values[0] != proto {
+			continue
+		}
+		for j, n := range names {
+			if n == name {
+				v, _ := strconv.ParseUint(values[j], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
 }
