@@ -402,7 +402,10 @@ func (c *Cluster) inNode(node string, argv ...string) ([]string, error) {
 	if h == nil || !h.Running() {
 		return nil, fmt.Errorf("node %s has no running namespace holder", node)
 	}
-	return append([]string{"nsenter", "--target", strconv.Itoa(h.PID()), "--mount", "--net", "--"}, argv...), nil
+	// --root: entering a mount namespace resets the root directory to the
+	// namespace's; where the simulator itself runs chrooted (the VM
+	// guest's /init chroots into the host's tree) that root is not ours.
+	return append([]string{"nsenter", "--target", strconv.Itoa(h.PID()), "--mount", "--net", "--root", "--wd", "--"}, argv...), nil
 }
 
 func (c *Cluster) agentArgs(n *Node) []string {
