@@ -61,7 +61,7 @@ func TestLeaderFailover(t *testing.T, c Cluster) {
 	waitAgentsConnected(t, c, killed, c.LeaseDuration()+20*time.Second)
 	took := time.Since(killed)
 	figure(t, "failover-ms", ms(took))
-	if limit := c.LeaseDuration() + 5*time.Second; took > limit {
+	if limit := scaled(c.LeaseDuration() + 5*time.Second); took > limit {
 		t.Errorf("agents served by the new leader %s after the kill, want within the lease duration (%s) plus the agents' retry (5s)", took, c.LeaseDuration())
 	}
 	time.Sleep(time.Second)

@@ -70,8 +70,8 @@ func TestFullMesh(t *testing.T, c Cluster) {
 	}
 	took := waitMesh(t, c, start, 30*time.Second)
 	figure(t, "mesh-formation-ms", ms(took))
-	if took > 2*time.Second {
-		t.Errorf("mesh formed in %s, want ≤ 2s", took)
+	if limit := scaled(2 * time.Second); took > limit {
+		t.Errorf("mesh formed in %s, want ≤ %s", took, limit)
 	}
 	for _, n := range c.Nodes() {
 		peers, err := c.WireGuard(ctx, n.Name)

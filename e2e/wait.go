@@ -13,6 +13,7 @@ import (
 // returns how long it took.
 func eventually(t testing.TB, timeout, interval time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
+	timeout = scaled(timeout)
 	start := time.Now()
 	deadline := start.Add(timeout)
 	var why string

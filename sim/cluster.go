@@ -74,6 +74,11 @@ func (o *Options) defaults() {
 		o.ListenPort = 51820
 	}
 	if o.LeaseDuration == 0 {
+		// VPBLU_SIM_LEASE_DURATION: under software emulation (the VM
+		// runner) API calls take seconds and a 4 s lease would flap.
+		o.LeaseDuration, _ = time.ParseDuration(os.Getenv("VPBLU_SIM_LEASE_DURATION"))
+	}
+	if o.LeaseDuration <= 0 {
 		o.LeaseDuration = 4 * time.Second
 	}
 	if o.BlockCapacity == 0 {

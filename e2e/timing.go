@@ -1,0 +1,22 @@
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"time"
+)
+
+// slowdown is how many times slower than real hardware the cluster under
+// test runs: 1 on a host, more in a guest under software emulation (the VM
+// runner sets VPBLU_E2E_SLOWDOWN). Deadlines and timing targets scale with
+// it; the zero-loss and zero-cleartext criteria never do.
+var slowdown = func() float64 {
+	f, err := strconv.ParseFloat(os.Getenv("VPBLU_E2E_SLOWDOWN"), 64)
+	if err != nil || f < 1 {
+		return 1
+	}
+	return f
+}()
+
+// scaled stretches a deadline or a timing target by the slowdown.
+func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * slowdown) }
