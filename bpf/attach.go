@@ -176,6 +176,9 @@ func (d *Datapath) attachTCX(h Hook, ifindex int, prog *ebpf.Program) error {
 	if l, err := link.LoadPinnedLink(path, nil); err == nil {
 		defer l.Close()
 		if tcxIfindex(l) == ifindex {
+			if info, err := l.Info(); err == nil && sameProgram(info.Program, prog) {
+				return nil
+			}
 			if err := l.Update(prog); err != nil {
 				return fmt.Errorf("replace %s on ifindex %d: %w", h, ifindex, err)
 			}
@@ -286,12 +289,61 @@ func attachLegacy(h Hook, ifindex int, prog *ebpf.Program) error {
 	if err := netlink.QdiscAdd(clsact(ifindex)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add clsact to ifindex %d: %w", ifindex, err)
 	}
+	if sameProgramAttached(h, ifindex, prog) {
+		return nil
+	}
 	// cls_bpf refuses a filter whose ETH_P_ALL handle already exists
 	// under another protocol; replace keeps the one we own.
 	if err := netlink.FilterReplace(legacyFilter(h, ifindex, prog.FD())); err != nil {
 		return fmt.Errorf("attach %s to ifindex %d with clsact: %w", h, ifindex, err)
 	}
 	return nil
+}
+
+// sameProgramAttached reports whether our clsact filter for h on the
+// interface already runs a program identical to prog: the same
+// instructions (tag) over the same maps. Replacing it would change only
+// the program's ID; keeping it makes a restart leave the data plane
+// exactly as it was.
+func sameProgramAttached(h Hook, ifindex int, prog *ebpf.Program) bool {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return false
+	}
+	filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		return false
+	}
+	for _, f := range filters {
+		if hook, ok := ourFilter(f); !ok || hook != h {
+			continue
+		}
+		return sameProgram(ebpf.ProgramID(f.(*netlink.BpfFilter).Id), prog)
+	}
+	return false
+}
+
+// sameProgram reports whether the loaded program id runs the same
+// instructions (tag) over the same maps as prog.
+func sameProgram(id ebpf.ProgramID, prog *ebpf.Program) bool {
+	old, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return false
+	}
+	defer old.Close()
+	oldInfo, err := old.Info()
+	if err != nil {
+		return false
+	}
+	newInfo, err := prog.Info()
+	if err != nil || oldInfo.Tag != newInfo.Tag {
+		return false
+	}
+	oldMaps, ok1 := oldInfo.MapIDs()
+	newMaps, ok2 := newInfo.MapIDs()
+	slices.Sort(oldMaps)
+	slices.Sort(newMaps)
+	return ok1 && ok2 && slices.Equal(oldMaps, newMaps)
 }
 
 // detachLegacy deletes our filter and then the clsact qdisc when no

@@ -14,8 +14,10 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/lumbrjx/vpblu/core/blocks"
@@ -192,6 +194,7 @@ func TestRestartKeepsDataPlane(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			progsBefore := attachedPrograms(t, n.host, n.hostIdx)
 			if err := first.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -239,6 +242,12 @@ func TestRestartKeepsDataPlane(t *testing.T) {
 				t.Errorf("a refused Apply changed verdicts (-before +after):\n%s", diff)
 			}
 
+			// Re-attaching an identical program keeps the one in place, so
+			// the restart changes nothing a dump of the data plane shows.
+			if got := attachedPrograms(t, n.host, n.hostIdx); !slices.Equal(got, progsBefore) || len(got) != 1 {
+				t.Errorf("programs attached after the restart: %v, want the same as before: %v", got, progsBefore)
+			}
+
 			// The program the helper attached still works after it exited.
 			if n.ping("100.64.1.1") {
 				t.Error("the block stopped holding after the second process exited")
@@ -251,6 +260,38 @@ func TestRestartKeepsDataPlane(t *testing.T) {
 			}
 		})
 	}
+}
+
+// attachedPrograms returns the IDs of the programs on tc ingress of the
+// interface, through tcx and clsact filters.
+func attachedPrograms(t *testing.T, ns privtest.NS, ifindex int) []ebpf.ProgramID {
+	t.Helper()
+	var ids []ebpf.ProgramID
+	err := ns.Do(func() error {
+		if res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: ebpf.AttachTCXIngress}); err == nil {
+			for _, p := range res.Programs {
+				ids = append(ids, p.ID)
+			}
+		}
+		l, err := netlink.LinkByIndex(ifindex)
+		if err != nil {
+			return err
+		}
+		filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		if err != nil {
+			return nil // no clsact qdisc
+		}
+		for _, f := range filters {
+			if bf, ok := f.(*netlink.BpfFilter); ok {
+				ids = append(ids, ebpf.ProgramID(bf.Id))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // openPinned opens an existing pin directory and closes it at the end.

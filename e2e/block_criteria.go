@@ -22,11 +22,11 @@ func TestBlockPolicy(t *testing.T, c Cluster) {
 	bystander := pairs[len(pairs)-1]
 
 	for _, fam := range families {
-		flow, err := c.StartFlow(a, b, b.Addr(fam), 1000)
+		flow, err := c.StartFlow(a, b, b.Addr(fam), flowRate(1000))
 		if err != nil {
 			t.Fatal(err)
 		}
-		other, err := c.StartFlow(bystander[0], bystander[1], bystander[1].Addr(fam), 200)
+		other, err := c.StartFlow(bystander[0], bystander[1], bystander[1].Addr(fam), flowRate(200))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestBlockPolicy(t *testing.T, c Cluster) {
 			// second, 150 ms of silence means blocked, and the last
 			// datagram that got through marks the moment.
 			eventually(t, 1150*time.Millisecond, 10*time.Millisecond, "block enforced within 1s", func() (bool, string) {
-				return time.Since(flow.Stats().LastReceived) > 150*time.Millisecond,
+				return time.Since(flow.Stats().LastReceived) > scaled(150*time.Millisecond),
 					fmt.Sprintf("datagrams still arriving %s after the policy", time.Since(applied).Round(time.Millisecond))
 			})
 			last := flow.Stats().LastReceived

@@ -137,7 +137,7 @@ func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
 	fs := &flowSet{}
 	for _, pair := range crossNodePairs(c) {
 		for _, fam := range families {
-			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), rate)
+			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), flowRate(rate))
 			if err != nil {
 				fs.stop(0)
 				t.Fatalf("start flow %s → %s %s: %v", pair[0].Name, pair[1].Name, fam, err)

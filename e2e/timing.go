@@ -20,3 +20,8 @@ var slowdown = func() float64 {
 
 // scaled stretches a deadline or a timing target by the slowdown.
 func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * slowdown) }
+
+// flowRate lowers a flow's datagrams per second by the slowdown (to at
+// least 20): an emulated guest that cannot carry the host's rate would
+// count its own CPU starvation as lost datagrams.
+func flowRate(perSecond int) int { return max(int(float64(perSecond)/slowdown), 20) }
