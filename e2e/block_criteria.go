@@ -66,9 +66,7 @@ func TestBlockPolicy(t *testing.T, c Cluster) {
 		p99 := percentile(latencies, 99)
 		figure(t, "block-apply-p99-ms-"+fam, ms(p99))
 		figure(t, "block-apply-max-ms-"+fam, ms(percentile(latencies, 100)))
-		if limit := scaled(100 * time.Millisecond); p99 > limit {
-			t.Errorf("%s: block enforcement p99 %s over %d applications, want ≤ %s (all: %v)", fam, p99, len(latencies), limit, latencies)
-		}
+		checkTiming(t, fmt.Sprintf("%s: block enforcement p99 over %d applications %v", fam, len(latencies), latencies), p99, 100*time.Millisecond)
 		if bs.Lost != 0 {
 			t.Errorf("%s: the bystander flow %s→%s lost %d of %d datagrams: blocks hit traffic they do not match", fam, bystander[0].Name, bystander[1].Name, bs.Lost, bs.Sent)
 		}

@@ -61,9 +61,8 @@ func TestLeaderFailover(t *testing.T, c Cluster) {
 	waitAgentsConnected(t, c, killed, c.LeaseDuration()+20*time.Second)
 	took := time.Since(killed)
 	figure(t, "failover-ms", ms(took))
-	if limit := scaled(c.LeaseDuration() + 5*time.Second); took > limit {
-		t.Errorf("agents served by the new leader %s after the kill, want within the lease duration (%s) plus the agents' retry (5s)", took, c.LeaseDuration())
-	}
+	// Within the lease duration plus the agents' retry (5s).
+	checkTiming(t, "serving every agent from the new leader after the kill", took, c.LeaseDuration()+5*time.Second)
 	time.Sleep(time.Second)
 	sent, lost, detail := fs.stop(300 * time.Millisecond)
 	figure(t, "failover-lost-packets", lost)

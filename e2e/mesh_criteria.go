@@ -70,9 +70,7 @@ func TestFullMesh(t *testing.T, c Cluster) {
 	}
 	took := waitMesh(t, c, start, 30*time.Second)
 	figure(t, "mesh-formation-ms", ms(took))
-	if limit := scaled(2 * time.Second); took > limit {
-		t.Errorf("mesh formed in %s, want ≤ %s", took, limit)
-	}
+	checkTiming(t, "mesh formation", took, 2*time.Second)
 	for _, n := range c.Nodes() {
 		peers, err := c.WireGuard(ctx, n.Name)
 		if err != nil {

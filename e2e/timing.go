@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"strconv"
+	"testing"
 	"time"
 )
 
@@ -25,3 +26,20 @@ func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * s
 // least 20): an emulated guest that cannot carry the host's rate would
 // count its own CPU starvation as lost datagrams.
 func flowRate(perSecond int) int { return max(int(float64(perSecond)/slowdown), 20) }
+
+// checkTiming fails the test when a measured figure misses its target. On
+// a host (no slowdown) that is every timing target of SPEC §12; under
+// software emulation the figures depend on the host's load far more than
+// on vpblu, so they are logged, not judged: the deadlines every criterion
+// waits with (scaled) still fail a test whose behaviour never happens.
+func checkTiming(t testing.TB, what string, got, target time.Duration) {
+	t.Helper()
+	if got <= target {
+		return
+	}
+	if slowdown > 1 {
+		t.Logf("%s took %s, over the %s target; not judged under emulation (slowdown %.0f)", what, got, target, slowdown)
+		return
+	}
+	t.Errorf("%s took %s, want ≤ %s", what, got, target)
+}
