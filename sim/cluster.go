@@ -383,8 +383,9 @@ func (c *Cluster) startHolder(n *Node) (*Proc, error) {
 		return nil, err
 	}
 	// The mounts are in place once /run/wireguard in the holder's
-	// mount namespace is a tmpfs.
-	deadline := time.Now().Add(10 * time.Second)
+	// mount namespace is a tmpfs. A minute: under software emulation on a
+	// busy host starting a shell and two mounts has taken over 10 s.
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/mounts", p.PID())); err == nil && strings.Contains(string(raw), "vpblu-sim /run/wireguard") && strings.Contains(string(raw), "bpf /sys/fs/bpf") {
 			return p, nil
