@@ -25,7 +25,7 @@ BINARIES := vpblu-controller vpblu-agent vpblu-sim
 # Test binaries and the API server need root for the data plane; tests that
 # need privilege say so when they cannot run.
 GO_TEST_FLAGS ?= -count=1
-TEST_TIMEOUT ?= 40m
+TEST_TIMEOUT ?= 60m
 
 .PHONY: build
 build: ## Build the binaries into bin/.

@@ -42,6 +42,10 @@ type Cluster interface {
 	// Iperf runs an iperf3 TCP transfer between two pods and returns the
 	// receiver's throughput in bits per second.
 	Iperf(ctx context.Context, from, to Pod, dst netip.Addr, d time.Duration) (float64, error)
+	// IperfPaced is Iperf with the sender paced to bitsPerSecond: a
+	// continuous TCP load that does not fill the path's queues (a greedy
+	// transfer drops what shares them with it, whatever else happens).
+	IperfPaced(ctx context.Context, from, to Pod, dst netip.Addr, d time.Duration, bitsPerSecond int) (float64, error)
 
 	// WireGuard returns a node's WireGuard peers as `wg show` sees them.
 	WireGuard(ctx context.Context, node string) ([]WGPeer, error)
@@ -63,6 +67,14 @@ type Cluster interface {
 
 	// RestartAgent stops a node's agent (SIGTERM) and starts it again.
 	RestartAgent(ctx context.Context, node string) error
+	// KillAgent kills a node's agent without warning (SIGKILL) and does
+	// not start it again; StartAgent starts it (no-op when it runs) and
+	// returns once its data plane is installed.
+	KillAgent(ctx context.Context, node string) error
+	StartAgent(ctx context.Context, node string) error
+	// KeyFiles returns the private key files in a node agent's state
+	// directory, by file name (base64 keys, as `wg genkey` writes them).
+	KeyFiles(ctx context.Context, node string) (map[string][]byte, error)
 	// UninstallAgents stops every agent and removes everything it made
 	// (vpblu off); StartAgents starts them again.
 	UninstallAgents(ctx context.Context) error
@@ -127,6 +139,9 @@ type FlowStats struct {
 	SendErrors    uint64
 	LastSendError string
 	ReceiverDrops uint64
+	// FirstLost holds the first few lost sequence numbers (0 is the
+	// flow's first datagram).
+	FirstLost []uint64
 }
 
 // Capture is a running underlay capture.

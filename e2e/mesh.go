@@ -158,8 +158,7 @@ func (fs *flowSet) stop(grace time.Duration) (sent, lost uint64, detail string) 
 		sent += s.Sent
 		lost += s.Lost
 		if s.Lost > 0 {
-			fmt.Fprintf(&b, "  %s: sent=%d lost=%d longest-gap=%s send-errors=%d (%s) receiver-buffer-drops=%d\n",
-				fs.names[i], s.Sent, s.Lost, s.LongestGap, s.SendErrors, s.LastSendError, s.ReceiverDrops)
+			b.WriteString(describeLoss(fs.names[i], s))
 		}
 	}
 	return sent, lost, b.String()
@@ -175,4 +174,11 @@ func deleteIfExists(ctx context.Context, c client.Client, obj client.Object) err
 		return nil
 	}
 	return err
+}
+
+// describeLoss is one line on a flow that lost datagrams, with what tells
+// where they were lost.
+func describeLoss(name string, s FlowStats) string {
+	return fmt.Sprintf("  %s: sent=%d lost=%d first-lost-seq=%v longest-gap=%s send-errors=%d (%s) receiver-buffer-drops=%d\n",
+		name, s.Sent, s.Lost, s.FirstLost, s.LongestGap, s.SendErrors, s.LastSendError, s.ReceiverDrops)
 }

@@ -19,6 +19,7 @@ var Criteria = []Criterion{
 	{"12.3-underlay-only-wireguard", TestUnderlayOnlyWireGuard},
 	{"12.4-block", TestBlockPolicy},
 	{"12.5-node-join-and-delete", TestNodeJoinAndDelete},
+	{"12.6-key-rotation", TestKeyRotation},
 	{"12.7-controller-down", TestControllerDown},
 	{"12.8-large-packets", TestLargePackets},
 	{"12.10-agent-restart", TestAgentRestart},

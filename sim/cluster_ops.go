@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,7 +42,7 @@ func (a flowAdapter) Stats() e2e.FlowStats                   { return toE2E(a.f.
 
 func toE2E(s FlowStats) e2e.FlowStats {
 	return e2e.FlowStats{Sent: s.Sent, Received: s.Received, Lost: s.Lost, Duplicates: s.Duplicates, LongestGap: s.LongestGap,
-		LastReceived: s.LastReceived, SendErrors: s.SendErrors, LastSendError: s.LastSendError, ReceiverDrops: s.ReceiverDrops}
+		LastReceived: s.LastReceived, SendErrors: s.SendErrors, LastSendError: s.LastSendError, ReceiverDrops: s.ReceiverDrops, FirstLost: s.FirstLost}
 }
 
 // StartFlow starts a sequence-numbered UDP flow between two pods.
@@ -212,10 +213,13 @@ func (c *Cluster) DataPlane(ctx context.Context, node string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.WriteString("# wg peers\n")
+	// wireguard-go lists peers in map order, so the set is what is compared.
+	lines := make([]string, 0, len(peers))
 	for _, p := range peers {
-		fmt.Fprintf(&b, "%s %s %s\n", p.PublicKey, p.Endpoint, strings.Join(p.AllowedIPs, ","))
+		lines = append(lines, fmt.Sprintf("%s %s %s\n", p.PublicKey, p.Endpoint, strings.Join(p.AllowedIPs, ",")))
 	}
+	sort.Strings(lines)
+	b.WriteString("# wg peers\n" + strings.Join(lines, ""))
 	argv, err := c.inNode(node, c.bins.Agent, "dump", "--state-dir", c.nodeDir(node)+"/state")
 	if err != nil {
 		return "", err

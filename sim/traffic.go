@@ -37,6 +37,9 @@ type FlowStats struct {
 	// dropped for want of socket buffer while the flow ran (any socket):
 	// a loss caused by a starved receiver, not by the path.
 	ReceiverDrops uint64
+	// FirstLost holds the first few lost sequence numbers (0 is the
+	// flow's first datagram), which tell a warm-up loss from a cut.
+	FirstLost []uint64
 }
 
 func (s FlowStats) String() string {
@@ -66,6 +69,10 @@ type Flow struct {
 	drops0 uint64
 }
 
+// flowReadBuffer is the receive buffer of a flow's socket (capped by
+// net.core.rmem_max).
+const flowReadBuffer = 4 << 20
+
 // flowPorts hands each flow its own destination port, so any number of
 // flows may share a destination address.
 var flowPorts atomic.Uint32
@@ -85,7 +92,18 @@ func StartFlow(srcNS netns.NS, src netip.Addr, dstNS netns.NS, dst netip.Addr, r
 	err := dstNS.Do(func() error {
 		var err error
 		f.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, port)))
-		return err
+		if err != nil {
+			return err
+		}
+		// The receiver is a goroutine of the test process, which a busy
+		// machine can stall for longer than the default buffer (about
+		// 270 small datagrams) lasts: a datagram dropped there was not
+		// lost on the path. A few seconds' worth is kept instead.
+		if err := f.recv.SetReadBuffer(flowReadBuffer); err != nil {
+			f.recv.Close()
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("flow receiver on %s: %w", dst, err)
@@ -178,6 +196,9 @@ func (f *Flow) Stop(grace time.Duration) FlowStats {
 	return f.Stats()
 }
 
+// maxFirstLost bounds FlowStats.FirstLost.
+const maxFirstLost = 8
+
 // Stats returns the statistics so far: datagrams not yet received count
 // as lost.
 func (f *Flow) Stats() FlowStats {
@@ -198,6 +219,9 @@ func (f *Flow) Stats() FlowStats {
 			continue
 		}
 		s.Lost++
+		if len(s.FirstLost) < maxFirstLost {
+			s.FirstLost = append(s.FirstLost, seq)
+		}
 		gap++
 		longest = max(longest, gap)
 	}

@@ -34,8 +34,8 @@ type controller struct {
 }
 
 // startController runs manager.Run as the binary would, with short
-// intervals, until the test ends.
-func startController(t *testing.T, c *clustertest.Cluster) *controller {
+// intervals (mods may change them), until the test ends.
+func startController(t *testing.T, c *clustertest.Cluster, mods ...func(*manager.Options)) *controller {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,6 +63,9 @@ func startController(t *testing.T, c *clustertest.Cluster) *controller {
 		HealthAddr:           "0",
 		Registry:             reg,
 		Logger:               slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	for _, m := range mods {
+		m(&opts)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

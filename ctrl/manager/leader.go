@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/lumbrjx/vpblu/ctrl/metrics"
@@ -50,7 +51,7 @@ func leaseEpoch(lock resourcelock.Interface) func(context.Context) (uint64, erro
 		return func(context.Context) (uint64, error) { return start, nil }
 	}
 	return func(ctx context.Context) (uint64, error) {
-		rec, _, err := lock.Get(ctx)
+		rec, err := leaderRecord(ctx, lock)
 		if err != nil {
 			return 0, fmt.Errorf("read lease: %w", err)
 		}
@@ -59,4 +60,20 @@ func leaseEpoch(lock resourcelock.Interface) func(context.Context) (uint64, erro
 		}
 		return uint64(rec.LeaderTransitions) + 1, nil
 	}
+}
+
+// leaderRecord reads the lock's record. A LeaseLock is read with a Get of
+// its own: LeaseLock.Get stores the Lease in the lock, which the leader
+// elector's renewals write concurrently.
+func leaderRecord(ctx context.Context, lock resourcelock.Interface) (*resourcelock.LeaderElectionRecord, error) {
+	ll, ok := lock.(*resourcelock.LeaseLock)
+	if !ok {
+		rec, _, err := lock.Get(ctx)
+		return rec, err
+	}
+	lease, err := ll.Client.Leases(ll.LeaseMeta.Namespace).Get(ctx, ll.LeaseMeta.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return resourcelock.LeaseSpecToLeaderElectionRecord(&lease.Spec), nil
 }

@@ -116,12 +116,17 @@ func Run(ctx context.Context, opts Options) error {
 	pusher := &deferredPusher{}
 	var nodesW *status.Nodes
 	var policiesW *status.Policies
+	var rot *rotations
 	planner := reconcile.NewPlanner(pusher, func(ch reconcile.Change) {
 		m.GenerationSeq.Set(float64(ch.Gen.Seq))
 		for _, n := range ch.Nodes {
 			nodesW.Mark(n)
 		}
 		policiesW.Trigger()
+		if len(ch.Nodes) > 0 || ch.Policies {
+			// The desired peers may have changed.
+			rot.touch()
+		}
 	})
 	loader := reconcile.NewLoader(reconcile.LoaderOptions{
 		Reader: mgr.GetCache(), Synced: mgr.GetCache().WaitForCacheSync, Epoch: leaseEpoch(lock),
@@ -145,8 +150,14 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	lead := &leadership{ready: loader.Ready(), metrics: m}
+	rot = newRotations(rotationOptions{
+		Machine: opts.Rotation, Reader: mgr.GetCache(), States: planner, Ready: loader.Ready(),
+		Writer:   status.Rotation{Client: mgr.GetClient(), API: mgr.GetAPIReader(), Metrics: m},
+		Keys:     []keySink{feed, nodesW},
+		Recorder: recorder, Metrics: m, Logger: log,
+	})
 	srv, err := streamserver.New(streamserver.Options{
-		Leader: lead, Auth: reviewer, State: planner, Observer: observer{feed: feed, nodes: nodesW},
+		Leader: lead, Auth: reviewer, State: planner, Observer: observer{feed: feed, nodes: nodesW, rot: rot},
 		Metrics: m, Logger: log, QueueSize: opts.SendQueueSize, ResyncPeriod: opts.ResyncPeriod,
 		MaxConcurrentSyncs: opts.MaxConcurrentSyncs,
 	})
@@ -154,6 +165,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	pusher.srv = srv
+	rot.opts.Sender = srv
 	policiesW = status.NewPolicies(status.PoliciesOptions{
 		Client: mgr.GetClient(), Reader: mgr.GetCache(), Plan: planner, Sync: srv.NodeSync,
 		Limiter: limiter, Interval: opts.PolicyInterval, Recorder: recorder, Metrics: m, Logger: log,
@@ -167,7 +179,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	stream := &streamRunnable{srv: srv, grpc: srv.GRPCServer(renewer.TLSConfig()), lis: lis}
 	lifecycle := &reconcile.Lifecycle{Client: mgr.GetClient(), Recorder: recorder}
-	for _, r := range []crmanager.Runnable{stream, lead, loader, nodesW, policiesW} {
+	for _, r := range []crmanager.Runnable{stream, lead, loader, nodesW, policiesW, rot} {
 		if err := mgr.Add(r); err != nil {
 			return fmt.Errorf("add runnable: %w", err)
 		}
@@ -181,9 +193,15 @@ func Run(ctx context.Context, opts Options) error {
 	// Informers run on standbys too, so a new leader starts from warm
 	// caches.
 	for _, obj := range []client.Object{&corev1.Node{}, &corev1.Pod{}, &v1alpha1.VpbluNode{},
-		&v1alpha1.TunnelPolicy{}, &v1alpha1.RoutePolicy{}, &v1alpha1.BlockPolicy{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+		&v1alpha1.TunnelPolicy{}, &v1alpha1.RoutePolicy{}, &v1alpha1.BlockPolicy{}, &v1alpha1.RotationPolicy{}} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+		if err != nil {
 			return fmt.Errorf("informer: %w", err)
+		}
+		if h := rot.watch(obj); h != nil {
+			if _, err := inf.AddEventHandler(h); err != nil {
+				return fmt.Errorf("rotation event handler: %w", err)
+			}
 		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

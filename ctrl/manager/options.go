@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
+
+	"github.com/lumbrjx/vpblu/ctrl/rotation"
 )
 
 // Options configure a controller process.
@@ -61,6 +63,11 @@ type Options struct {
 	StatusMinInterval time.Duration
 	StatusHeartbeat   time.Duration
 	PolicyInterval    time.Duration
+
+	// Rotation tunes the key rotations (overlap window of on-demand
+	// rotations, settle time, resend interval); zero values take the
+	// defaults of package rotation.
+	Rotation rotation.Options
 
 	// MetricsAddr and HealthAddr serve /metrics and /healthz, /readyz
 	// ("0" turns one off).

@@ -41,7 +41,20 @@ type Metrics struct {
 	Recomputes *prometheus.CounterVec
 	// StatusWrites counts VpbluNode and policy status writes, by result.
 	StatusWrites *prometheus.CounterVec
+	// RotationStage is 1 for the stage the rotation of a node is in (see
+	// ctrl/rotation.Stage), by node and stage; a node's series go when its
+	// rotation ends.
+	RotationStage *prometheus.GaugeVec
+	// Rotations counts key rotations that ended, by outcome (completed,
+	// rolled_back).
+	Rotations *prometheus.CounterVec
+	// RotationDuration is how long key rotations took, by outcome.
+	RotationDuration *prometheus.HistogramVec
 }
+
+// RotationOutcomes are the outcomes Rotations and RotationDuration are
+// initialised with.
+var RotationOutcomes = []string{"completed", "rolled_back"}
 
 // RefusalReasons are the reasons AuthRefusals is initialised with.
 var RefusalReasons = []string{"no_token", "expired", "audience", "rejected", "service_account", "not_bound", "node_mismatch", "review", "bad_hello", "other"}
@@ -102,14 +115,31 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Name: "status_writes_total",
 			Help: "Status writes to the API server, by result.",
 		}, []string{"result"}),
+		RotationStage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "rotation_stage",
+			Help: "1 for the stage of the key rotation in progress, by node and stage.",
+		}, []string{"node", "stage"}),
+		Rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rotations_total",
+			Help: "Key rotations that ended, by outcome.",
+		}, []string{"outcome"}),
+		RotationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "rotation_duration_seconds",
+			Help:    "Duration of key rotations, from start to completion or the end of the rollback, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.5, 2, 10),
+		}, []string{"outcome"}),
 	}
 	for _, r := range RefusalReasons {
 		m.AuthRefusals.WithLabelValues(r)
 	}
+	for _, o := range RotationOutcomes {
+		m.Rotations.WithLabelValues(o)
+		m.RotationDuration.WithLabelValues(o)
+	}
 	for _, c := range []prometheus.Collector{
 		m.ConnectedDaemons, m.PushLatency, m.QueueDepth, m.QueueOverflows, m.Resyncs,
 		m.Commands, m.Acks, m.AuthRefusals, m.Leader, m.LeaderEpoch, m.GenerationSeq,
-		m.Recomputes, m.StatusWrites,
+		m.Recomputes, m.StatusWrites, m.RotationStage, m.Rotations, m.RotationDuration,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)

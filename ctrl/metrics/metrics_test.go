@@ -44,3 +44,23 @@ func TestRefusalReasonsStartAtZero(t *testing.T) {
 		t.Errorf("refusals = %v, want 3", got)
 	}
 }
+
+func TestRotationOutcomesStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := metrics.New(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]int{}
+	for _, f := range families {
+		series[f.GetName()] = len(f.GetMetric())
+	}
+	for _, name := range []string{"vpblu_controller_rotations_total", "vpblu_controller_rotation_duration_seconds"} {
+		if series[name] != len(metrics.RotationOutcomes) {
+			t.Errorf("%s has %d series, want one per outcome (%d)", name, series[name], len(metrics.RotationOutcomes))
+		}
+	}
+}

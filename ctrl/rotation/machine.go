@@ -240,6 +240,9 @@ func (m *Machine) acked(now time.Time, e Acked, out *Output) {
 		m.strayReport(now, e, out)
 		return
 	}
+	if e.InProgress {
+		return
+	}
 	if e.Err == "" && (e.Stage == StageRekey || e.Stage == StageSwitchBack || e.Stage == StageRetire) && e.Node != r.subject {
 		r.keyAcked[e.Node] = true
 	}
@@ -278,7 +281,7 @@ func (m *Machine) confirmed(now time.Time, e Confirmed, out *Output) {
 // gets RETIRE when the subject's status shows the new key generation, a
 // teardown otherwise.
 func (m *Machine) strayReport(now time.Time, e Acked, out *Output) {
-	if e.Err == "" && (e.Stage == StageRetire || e.Stage == StageRollbackTeardown) {
+	if e.Err == "" && !e.InProgress && (e.Stage == StageRetire || e.Stage == StageRollbackTeardown) {
 		return
 	}
 	subject, gen, ok := ParseID(e.ID)
@@ -465,11 +468,13 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 // resend sends the stage's command to every connected recipient that has
-// not done it and was not sent it within Resend.
+// not done it and was not sent it within Resend; in a subjectFirst stage
+// the peers only once the subject did it (or failed it, or is gone).
 func (m *Machine) resend(now time.Time, out *Output) {
 	r := m.cur
+	waitSubject := stages[r.stage].subjectFirst && !r.done[r.subject] && r.failed[r.subject] == "" && m.nodes[r.subject] != nil
 	for _, n := range r.recipients() {
-		if r.done[n] || r.failed[n] != "" {
+		if r.done[n] || r.failed[n] != "" || (waitSubject && n != r.subject) {
 			continue
 		}
 		if node := m.nodes[n]; node == nil || !node.Connected {

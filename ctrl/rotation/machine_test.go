@@ -76,6 +76,15 @@ var transitionCases = []struct {
 		e.tick(rotation.DefaultSettle)
 		e.ack(rotation.StageRollbackTeardown, "", "a", "b", "c")
 	}},
+	{"rekey_reaches_the_peers_once_the_subject_did_it", func(e *env) {
+		// A peer's new entry for the subject handshakes at once: it must
+		// find the subject already on its new key.
+		e.drive(rotation.StageRekey)
+		e.tick(rotation.DefaultResend) // the subject has not acked: only it gets REKEY again
+		e.ack(rotation.StageRekey, "", "a")
+		e.ack(rotation.StageRekey, "", "b", "c")
+		e.confirmAll(rotation.StageRekey)
+	}},
 	{"peer_never_confirms_rekey_full_rollback", func(e *env) {
 		e.drive(rotation.StageRekey)
 		e.ack(rotation.StageRekey, "", "a", "b", "c")
@@ -151,6 +160,16 @@ var transitionCases = []struct {
 		e.handle(rotation.Acked{Node: "c", ID: "a/3", Stage: rotation.StageDistribute})
 		e.handle(rotation.Acked{Node: "c", ID: "a/3", Stage: rotation.StageDistribute}) // rate limited
 		e.handle(rotation.Acked{Node: "c", ID: "a/2", Stage: rotation.StageRetire})     // finished: nothing
+	}},
+	{"a_restarted_peer_still_waiting_in_a_rolled_back_rotation_is_told_to_tear_down", func(e *env) {
+		e.drive(rotation.StageDistribute)
+		// Still waiting on its handshake: not done, so Distribute waits.
+		e.handle(rotation.Acked{Node: "c", ID: "a/2", Stage: rotation.StageDistribute, InProgress: true})
+		e.tick(overlap)
+		e.ack(rotation.StageRollbackTeardown, "", "a", "b")
+		e.tick(overlap)
+		// c comes back journaling Distribute, not done: it ends its part.
+		e.handle(rotation.Acked{Node: "c", ID: "a/2", Stage: rotation.StageDistribute, InProgress: true})
 	}},
 }
 

@@ -43,17 +43,22 @@ type stageInfo struct {
 	// handshake. settle: after every node did it, the machine waits
 	// Options.Settle before the next stage changes the path just left.
 	confirm, settle, rollback bool
+	// subjectFirst: the peers get the stage's command once the subject
+	// did it. A peer's new entry for the subject starts a handshake at
+	// once; sent before the subject changed its key, that handshake is
+	// dropped and WireGuard tries again only after REKEY_TIMEOUT (5 s).
+	subjectFirst bool
 }
 
 var stages = map[Stage]stageInfo{
 	StagePrepare:              {phase: v1alpha1.RotationPrepare, wire: meshpb.RotationPhase_ROTATION_PHASE_PREPARE},
 	StageDistribute:           {phase: v1alpha1.RotationDistribute, wire: meshpb.RotationPhase_ROTATION_PHASE_DISTRIBUTE, confirm: true},
 	StageSwitchToTemp:         {phase: v1alpha1.RotationActivate, wire: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, step: meshpb.RotationStep_ROTATION_STEP_SWITCH_TO_TEMP, settle: true},
-	StageRekey:                {phase: v1alpha1.RotationActivate, wire: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, step: meshpb.RotationStep_ROTATION_STEP_REKEY, confirm: true},
+	StageRekey:                {phase: v1alpha1.RotationActivate, wire: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, step: meshpb.RotationStep_ROTATION_STEP_REKEY, confirm: true, subjectFirst: true},
 	StageSwitchBack:           {phase: v1alpha1.RotationActivate, wire: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, step: meshpb.RotationStep_ROTATION_STEP_SWITCH_BACK, settle: true},
 	StageRetire:               {phase: v1alpha1.RotationRetire, wire: meshpb.RotationPhase_ROTATION_PHASE_RETIRE},
 	StageRollbackSwitchToTemp: {phase: v1alpha1.RotationRollingBack, wire: meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK, step: meshpb.RotationStep_ROTATION_STEP_SWITCH_TO_TEMP, settle: true, rollback: true},
-	StageRollbackRestore:      {phase: v1alpha1.RotationRollingBack, wire: meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK, step: meshpb.RotationStep_ROTATION_STEP_RESTORE, confirm: true, rollback: true},
+	StageRollbackRestore:      {phase: v1alpha1.RotationRollingBack, wire: meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK, step: meshpb.RotationStep_ROTATION_STEP_RESTORE, confirm: true, rollback: true, subjectFirst: true},
 	StageRollbackSwitchBack:   {phase: v1alpha1.RotationRollingBack, wire: meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK, step: meshpb.RotationStep_ROTATION_STEP_SWITCH_BACK, settle: true, rollback: true},
 	StageRollbackTeardown:     {phase: v1alpha1.RotationRollingBack, wire: meshpb.RotationPhase_ROTATION_PHASE_ROLLBACK, step: meshpb.RotationStep_ROTATION_STEP_TEARDOWN, rollback: true},
 }
@@ -182,6 +187,11 @@ type Acked struct {
 	Err      string
 	// NewGeneration is the rotation's new key generation, as reported.
 	NewGeneration uint64
+	// InProgress: the node journals the stage but has neither finished
+	// nor failed it, e.g. a restarted daemon waiting on a handshake of a
+	// rotation that ended while it was away. It counts for nothing in the
+	// rotation in progress; a rotation no longer in progress answers it.
+	InProgress bool
 }
 
 // Confirmed: node has confirmed handshakes with Peers at Stage.
@@ -208,16 +218,16 @@ func (Connected) isEvent()    {}
 func (Disconnected) isEvent() {}
 
 // FromReport turns a daemon's RotationReport into events: Acked when the
-// node finished (or failed) the step, Confirmed for its handshakes.
+// node finished (or failed) the step, or InProgress when it did neither,
+// and Confirmed for its handshakes.
 func FromReport(node string, r *meshpb.RotationReport) []Event {
 	st, ok := StageOf(r.GetPhase(), r.GetStep())
 	if !ok || r.GetId() == "" {
 		return nil
 	}
 	var out []Event
-	if r.GetDone() || r.GetError() != "" {
-		out = append(out, Acked{Node: node, ID: r.GetId(), Stage: st, Err: r.GetError(), NewGeneration: r.GetNewKeyGeneration()})
-	}
+	out = append(out, Acked{Node: node, ID: r.GetId(), Stage: st, Err: r.GetError(), NewGeneration: r.GetNewKeyGeneration(),
+		InProgress: !r.GetDone() && r.GetError() == ""})
 	if len(r.GetConfirmed()) > 0 {
 		out = append(out, Confirmed{Node: node, ID: r.GetId(), Stage: st, Peers: r.GetConfirmed()})
 	}

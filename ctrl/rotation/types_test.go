@@ -66,8 +66,9 @@ func TestFromReport(t *testing.T) {
 		{"an error is a failed ack",
 			&meshpb.RotationReport{Id: "a/2", Phase: meshpb.RotationPhase_ROTATION_PHASE_ACTIVATE, Step: meshpb.RotationStep_ROTATION_STEP_REKEY, Error: "boom"},
 			[]rotation.Event{rotation.Acked{Node: "x", ID: "a/2", Stage: rotation.StageRekey, Err: "boom"}}},
-		{"not done and nothing confirmed is nothing",
-			&meshpb.RotationReport{Id: "a/2", Phase: meshpb.RotationPhase_ROTATION_PHASE_DISTRIBUTE}, nil},
+		{"not done and nothing confirmed is a stage in progress",
+			&meshpb.RotationReport{Id: "a/2", Phase: meshpb.RotationPhase_ROTATION_PHASE_DISTRIBUTE},
+			[]rotation.Event{rotation.Acked{Node: "x", ID: "a/2", Stage: rotation.StageDistribute, InProgress: true}}},
 		{"an unknown stage is nothing",
 			&meshpb.RotationReport{Id: "a/2", Phase: meshpb.RotationPhase_ROTATION_PHASE_PREPARE, Step: meshpb.RotationStep_ROTATION_STEP_REKEY, Done: true}, nil},
 	}

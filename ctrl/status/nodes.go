@@ -21,6 +21,10 @@ import (
 	"github.com/lumbrjx/vpblu/ctrl/streamserver"
 )
 
+// ConflictRetry is how soon a VpbluNode status write that lost a
+// conflict is tried again (from the cache, once it caught up).
+const ConflictRetry = 200 * time.Millisecond
+
 // Defaults of NodesOptions.
 const (
 	DefaultMinInterval = 10 * time.Second
@@ -283,7 +287,16 @@ func (n *Nodes) write(ctx context.Context, node string) error {
 	n.opts.Limiter.Accept()
 	updated := vn.DeepCopy()
 	updated.Status = st
-	err := n.opts.Client.Status().Patch(ctx, updated, client.MergeFrom(vn))
+	// The patch is computed from the cached object; the optimistic lock
+	// makes it fail rather than write back what the cache has not seen
+	// yet (a rotation's status written since: its condition sits in the
+	// same list as ours).
+	err := n.opts.Client.Status().Patch(ctx, updated, client.MergeFromWithOptions(vn, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) {
+		n.opts.Metrics.StatusWrites.WithLabelValues("conflict").Inc()
+		n.queue.AddAfter(node, ConflictRetry)
+		return nil
+	}
 	n.mu.Lock()
 	n.lastWrite[node] = n.opts.Now()
 	n.mu.Unlock()

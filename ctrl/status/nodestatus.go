@@ -74,7 +74,10 @@ func NodeStatus(f NodeFacts) v1alpha1.VpbluNodeStatus {
 	if r == nil {
 		r = &Report{}
 	}
-	if k := r.Key; k != nil && len(k.GetPublicKey()) == desired.KeyLen {
+	// While a key rotation is in progress the rotation owns the key
+	// fields: it writes the new key at its point of no return, when the
+	// daemon's reports still name the old one.
+	if k := r.Key; k != nil && len(k.GetPublicKey()) == desired.KeyLen && !rotationInProgress(f.Old.RotationPhase) {
 		st.PublicKey = base64.StdEncoding.EncodeToString(k.GetPublicKey())
 		st.KeyGeneration = int64(k.GetGeneration())
 		if ns := k.GetCreatedUnixNano(); ns > 0 {
@@ -167,6 +170,11 @@ func NodeStatus(f NodeFacts) v1alpha1.VpbluNodeStatus {
 		set(v1alpha1.ConditionReady, true, ReasonApplied, fmt.Sprintf("generation %s applied", r.Sync.Applied))
 	}
 	return st
+}
+
+// rotationInProgress reports whether phase is a key rotation's, not idle.
+func rotationInProgress(phase v1alpha1.RotationPhase) bool {
+	return phase != "" && phase != v1alpha1.RotationIdle
 }
 
 func capacity(r *Report) (full bool, msg string) {

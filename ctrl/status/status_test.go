@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
@@ -126,6 +127,22 @@ func TestNodeStatusRules(t *testing.T) {
 		f.Heartbeat = 10 * time.Second
 		if got := NodeStatus(f).LastSeen; !got.Time.Equal(now) {
 			t.Errorf("lastSeen %v not rewritten after the heartbeat", got)
+		}
+	})
+	t.Run("a rotation in progress owns the key fields, the daemon's reports do not", func(t *testing.T) {
+		rotatingCond := metav1.Condition{Type: v1alpha1.ConditionRotating, Status: metav1.ConditionTrue, Reason: "Retire"}
+		old := v1alpha1.VpbluNodeStatus{PublicKey: "new", KeyGeneration: 3, PendingPublicKey: "new",
+			RotationPhase: v1alpha1.RotationRetire, Conditions: []metav1.Condition{rotatingCond}}
+		st := NodeStatus(NodeFacts{Old: old, Report: connected(nil), Now: now})
+		if st.PublicKey != "new" || st.KeyGeneration != 3 || st.PendingPublicKey != "new" || st.RotationPhase != v1alpha1.RotationRetire {
+			t.Errorf("rotation fields %q gen %d pending %q phase %s, want the rotation's kept", st.PublicKey, st.KeyGeneration, st.PendingPublicKey, st.RotationPhase)
+		}
+		if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionRotating); c == nil || c.Reason != "Retire" {
+			t.Errorf("Rotating condition %+v, want the rotation's kept", c)
+		}
+		old.RotationPhase = v1alpha1.RotationIdle
+		if st := NodeStatus(NodeFacts{Old: old, Report: connected(nil), Now: now}); st.KeyGeneration != 2 {
+			t.Errorf("key generation %d once idle, want the daemon's report (2)", st.KeyGeneration)
 		}
 	})
 	t.Run("a stream opened after lastSeen is recorded at once", func(t *testing.T) {

@@ -86,12 +86,23 @@ func (f *fakeState) SyncState(node string, fn func(generation.Gen, *meshpb.SyncS
 
 func (f *fakeState) Observe(g generation.Gen) { f.counter.Observe(g) }
 
+func (f *fakeState) Stamp(fn func(generation.Gen)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f.counter.Next())
+}
+
 // addPeer gives every node in to a peer entry for peer, with a key and a
 // host prefix of its own and the route that follows, so core/wire accepts
 // the messages.
 func (f *fakeState) addPeer(srv *streamserver.Server, peer string, to ...string) generation.Gen {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.addPeerLocked(srv, peer, to...)
+}
+
+// addPeerLocked is addPeer for a caller that holds f.mu.
+func (f *fakeState) addPeerLocked(srv *streamserver.Server, peer string, to ...string) generation.Gen {
 	f.peers++
 	key := sha256.Sum256([]byte(peer))
 	allowed := netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(f.peers>>16), byte(f.peers >> 8), byte(f.peers)}), 32).String()
@@ -132,6 +143,9 @@ func (r *recorder) KeyReported(node string, k *meshpb.KeyReport) {
 }
 func (r *recorder) StatusReported(node string, s *meshpb.TunnelStatus) {
 	r.add("status %s mtu=%d", node, s.GetMtu())
+}
+func (r *recorder) RotationReported(node string, x *meshpb.RotationReport) {
+	r.add("rotation %s id=%s done=%v", node, x.GetId(), x.GetDone())
 }
 func (r *recorder) Acked(node string, a *meshpb.Ack, s streamserver.NodeSync) {}
 func (r *recorder) Refused(x streamserver.Refusal) {
@@ -231,6 +245,9 @@ func kinds(log []agenttest.Received) []string {
 		s := r.Kind + " " + r.Gen.String()
 		if r.Kind == "delta" {
 			s += " base " + r.Base.String()
+		}
+		if r.Kind == "rotation" {
+			s += " " + r.Msg.GetRotation().GetId()
 		}
 		if r.Ack != meshpb.AckCode_ACK_OK {
 			s += " " + r.Ack.String()

@@ -3,6 +3,7 @@ package streamserver
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/lumbrjx/vpblu/core/meshpb"
 	"github.com/lumbrjx/vpblu/ctrl/auth"
@@ -40,13 +41,18 @@ type StateSource interface {
 	// Observe is told of a generation a daemon runs, so that later
 	// generations order after it (after a Lease reset, for example).
 	Observe(seen generation.Gen)
+	// Stamp calls fn with a fresh generation under the lock the caller
+	// of Server.Push holds, so no delta is pushed while fn runs and every
+	// delta pushed before carries an earlier generation.
+	Stamp(fn func(gen generation.Gen))
 }
 
 // Observer receives what daemons report. Calls come from the sessions'
 // goroutines and must not block.
 type Observer interface {
 	// Connected: a daemon authenticated and said hello; its session
-	// replaces any earlier one of the node.
+	// replaces any earlier one of the node. The hello lists the daemon's
+	// capabilities (see HasCapability).
 	Connected(node string, hello *meshpb.Hello)
 	// Disconnected: the node's session ended.
 	Disconnected(node string, cause error)
@@ -54,6 +60,9 @@ type Observer interface {
 	KeyReported(node string, key *meshpb.KeyReport)
 	// StatusReported: the daemon's periodic tunnel status.
 	StatusReported(node string, status *meshpb.TunnelStatus)
+	// RotationReported: the daemon reported where a key rotation stands
+	// on its node (a step done or failed, handshakes confirmed).
+	RotationReported(node string, report *meshpb.RotationReport)
 	// Acked: the daemon acked a command; sync tells where the node stands
 	// after it.
 	Acked(node string, ack *meshpb.Ack, sync NodeSync)
@@ -84,4 +93,10 @@ type NodeSync struct {
 	Applied generation.Gen
 	// UpToDate: nothing is queued or pending and Applied == Sent.
 	UpToDate bool
+}
+
+// HasCapability reports whether a daemon's hello advertises capability
+// (such as the rotation protocol's).
+func HasCapability(h *meshpb.Hello, capability string) bool {
+	return slices.Contains(h.GetCapabilities(), capability)
 }

@@ -12,12 +12,12 @@ import (
 // times per change.
 type serverMetrics struct {
 	*metrics.Metrics
-	queueDepth        prometheus.Gauge
-	overflows         prometheus.Counter
-	ackByCode         map[meshpb.AckCode]prometheus.Counter
-	ackUnknown        prometheus.Counter
-	sync, delta       prometheus.Counter
-	syncLat, deltaLat prometheus.Observer
+	queueDepth                     prometheus.Gauge
+	overflows                      prometheus.Counter
+	ackByCode                      map[meshpb.AckCode]prometheus.Counter
+	ackUnknown                     prometheus.Counter
+	sync, delta, rotation          prometheus.Counter
+	syncLat, deltaLat, rotationLat prometheus.Observer
 }
 
 func newServerMetrics(m *metrics.Metrics) *serverMetrics {
@@ -26,7 +26,9 @@ func newServerMetrics(m *metrics.Metrics) *serverMetrics {
 		ackByCode:  map[meshpb.AckCode]prometheus.Counter{},
 		ackUnknown: m.Acks.WithLabelValues("unknown"),
 		sync:       m.Commands.WithLabelValues("sync"), delta: m.Commands.WithLabelValues("delta"),
-		syncLat: m.PushLatency.WithLabelValues("sync"), deltaLat: m.PushLatency.WithLabelValues("delta"),
+		rotation: m.Commands.WithLabelValues("rotation"),
+		syncLat:  m.PushLatency.WithLabelValues("sync"), deltaLat: m.PushLatency.WithLabelValues("delta"),
+		rotationLat: m.PushLatency.WithLabelValues("rotation"),
 	}
 	for code, label := range map[meshpb.AckCode]string{
 		meshpb.AckCode_ACK_OK: "ok", meshpb.AckCode_ACK_INVALID: "invalid", meshpb.AckCode_ACK_STALE: "stale",
@@ -45,15 +47,21 @@ func (m *serverMetrics) acks(code meshpb.AckCode) prometheus.Counter {
 }
 
 func (m *serverMetrics) commands(kind string) prometheus.Counter {
-	if kind == "sync" {
+	switch kind {
+	case "sync":
 		return m.sync
+	case "rotation":
+		return m.rotation
 	}
 	return m.delta
 }
 
 func (m *serverMetrics) latency(kind string) prometheus.Observer {
-	if kind == "sync" {
+	switch kind {
+	case "sync":
 		return m.syncLat
+	case "rotation":
+		return m.rotationLat
 	}
 	return m.deltaLat
 }

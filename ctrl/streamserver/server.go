@@ -318,6 +318,21 @@ func (s *Server) Push(gen generation.Gen, deltas map[string]*meshpb.Delta) {
 	}
 }
 
+// SendRotation queues a key rotation command for node and reports whether
+// it did; it drops the command when the node has no session (the rotation
+// machine sends it again). The command is sent in order with the node's
+// other rotation commands, after any SyncState that is pending, under a
+// generation stamped when it is sent (StateSource.Stamp): newer than every
+// command sent to the node before, older than every one after. It never
+// blocks on a daemon, and must not be called with the StateSource's lock
+// held.
+func (s *Server) SendRotation(node string, cmd *meshpb.RotationCommand) bool {
+	if sess := s.session(node); sess != nil {
+		return sess.queueRotation(cmd)
+	}
+	return false
+}
+
 // Resync asks for a full SyncState to node (if connected) at once.
 func (s *Server) Resync(node, reason string) {
 	if sess := s.session(node); sess != nil {

@@ -15,11 +15,21 @@ import (
 // maxInflight bounds the commands remembered for latency measurement.
 const maxInflight = 256
 
+// maxRotations bounds the rotation commands waiting for one daemon. Each
+// command names a whole state and the controller resends what is not
+// done, so dropping the oldest loses nothing for good.
+const maxRotations = 64
+
 // session is one daemon's stream. Push hands deltas over through inbox, a
 // bounded channel, and never takes a lock the sender holds: with thousands
 // of sender goroutines runnable at once, a sender preempted while holding
 // a lock would stall Push for everyone. An inbox that overflows sets a flag
 // and the sender replaces what was lost with one SyncState.
+//
+// Rotation commands wait in their own queue and get their generation when
+// they are sent (sendRotation), never while a SyncState is pending: a
+// SyncState built later would carry a newer generation and make the
+// daemon drop the command as stale.
 type session struct {
 	srv    *Server
 	node   string
@@ -34,6 +44,9 @@ type session struct {
 
 	// The sender goroutine's own state.
 	nextPeriod time.Time
+	// backlog holds deltas taken out of inbox while a rotation command was
+	// stamped; they are older than it and go first.
+	backlog []pushed
 
 	mu          sync.Mutex
 	closed      bool
@@ -45,6 +58,7 @@ type session struct {
 	lastSync    generation.Gen // generation of the last SyncState
 	applied     generation.Gen
 	inflight    []queued // sent, not acked, in generation order
+	rotations   []*meshpb.RotationCommand
 	// syncAcked is closed when the daemon acks the SyncState in flight.
 	syncAcked chan struct{}
 }
@@ -58,7 +72,7 @@ type pushed struct {
 
 type queued struct {
 	gen    generation.Gen
-	kind   string // "sync" or "delta"
+	kind   string // "sync", "delta" or "rotation"
 	msg    *meshpb.ControllerMessage
 	queued time.Time
 }
@@ -104,6 +118,36 @@ func (s *session) push(gen generation.Gen, d *meshpb.Delta, now time.Time) {
 	}
 }
 
+// queueRotation queues a rotation command for the sender; it reports
+// false when the session is closed.
+func (s *session) queueRotation(cmd *meshpb.RotationCommand) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if len(s.rotations) >= maxRotations {
+		s.rotations = s.rotations[1:]
+	}
+	s.rotations = append(s.rotations, cmd)
+	s.signal()
+	return true
+}
+
+// nextRotation takes the first queued rotation command, unless a SyncState
+// is pending: the command follows it.
+func (s *session) nextRotation() *meshpb.RotationCommand {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.syncPending || len(s.rotations) == 0 {
+		return nil
+	}
+	cmd := s.rotations[0]
+	s.rotations[0] = nil
+	s.rotations = s.rotations[1:]
+	return cmd
+}
+
 // requestSync marks a SyncState as due after delay (0: now). An earlier
 // request stands.
 func (s *session) requestSync(reason string, delay time.Duration) {
@@ -135,7 +179,7 @@ func (s *session) syncInfoLocked() NodeSync {
 		Connected: !s.closed,
 		Sent:      s.sent,
 		Applied:   s.applied,
-		UpToDate: !s.closed && !s.syncPending && len(s.inbox) == 0 && !s.overflow.Load() &&
+		UpToDate: !s.closed && !s.syncPending && len(s.inbox) == 0 && len(s.rotations) == 0 && !s.overflow.Load() &&
 			s.applied == s.sent && !s.sent.IsZero(),
 	}
 }
@@ -173,6 +217,22 @@ func (s *session) sendLoop(ctx context.Context) {
 			}
 			continue
 		}
+		if len(s.backlog) > 0 {
+			p := s.backlog[0]
+			s.backlog = s.backlog[1:]
+			if err := s.sendDelta(p); err != nil {
+				s.cancel(err)
+				return
+			}
+			continue
+		}
+		if cmd := s.nextRotation(); cmd != nil {
+			if err := s.sendRotation(cmd); err != nil {
+				s.cancel(err)
+				return
+			}
+			continue
+		}
 		timer.Reset(time.Until(wait))
 		select {
 		case <-ctx.Done():
@@ -202,6 +262,46 @@ func (s *session) sendDelta(p pushed) error {
 	s.mu.Unlock()
 	return s.send(queued{gen: p.gen, kind: "delta", queued: p.at,
 		msg: &meshpb.ControllerMessage{Generation: p.gen.Proto(), Cmd: &meshpb.ControllerMessage_Delta{Delta: p.d}}})
+}
+
+// sendRotation stamps a rotation command with a fresh generation and
+// sends it. Deltas pushed before carry earlier generations: they are taken
+// out of the inbox under the same lock and sent first, so the daemon sees
+// generations in order. The command advances the base of the next delta.
+func (s *session) sendRotation(cmd *meshpb.RotationCommand) error {
+	var gen generation.Gen
+	s.srv.opts.State.Stamp(func(g generation.Gen) {
+		gen = g
+		for {
+			select {
+			case p := <-s.inbox:
+				s.srv.metrics.queueDepth.Dec()
+				s.backlog = append(s.backlog, p)
+				continue
+			default:
+			}
+			return
+		}
+	})
+	for len(s.backlog) > 0 {
+		p := s.backlog[0]
+		s.backlog = s.backlog[1:]
+		if err := s.sendDelta(p); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.syncPending {
+		// A SyncState became due meanwhile; it will carry a newer
+		// generation, so the command waits and is stamped again after it.
+		s.rotations = append([]*meshpb.RotationCommand{cmd}, s.rotations...)
+		s.mu.Unlock()
+		return nil
+	}
+	s.sent = gen
+	s.mu.Unlock()
+	return s.send(queued{gen: gen, kind: "rotation", queued: time.Now(),
+		msg: &meshpb.ControllerMessage{Generation: gen.Proto(), Cmd: &meshpb.ControllerMessage_Rotation{Rotation: cmd}}})
 }
 
 // sync builds and sends a SyncState, holding one of the server's sync slots
@@ -293,6 +393,8 @@ func (s *session) recvLoop(ctx context.Context) {
 			obs.KeyReported(s.node, m.KeyReport)
 		case *meshpb.AgentMessage_Status:
 			obs.StatusReported(s.node, m.Status)
+		case *meshpb.AgentMessage_Rotation:
+			obs.RotationReported(s.node, m.Rotation)
 		case *meshpb.AgentMessage_Hello:
 			s.srv.log.Info("ignored repeated hello", "node", s.node)
 		}

@@ -334,6 +334,15 @@ func TestTwoInterfacesInOneNamespace(t *testing.T) {
 			if st.ListenPort != port || len(st.Peers) != 1 {
 				return fmt.Errorf("%s: port %d, %d peers", name, st.ListenPort, len(st.Peers))
 			}
+			// A stalled device process must not make the kernel drop
+			// after TUN's default 500 packets.
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if q := l.Attrs().TxQLen; q != wg.TxQueueLen {
+				return fmt.Errorf("%s: transmit queue %d, want %d", name, q, wg.TxQueueLen)
+			}
 		}
 		if err := m.Delete(rot); err != nil {
 			return err

@@ -27,6 +27,13 @@ import (
 // mount namespaces.
 const SocketDir = "/var/run/wireguard"
 
+// TxQueueLen is the transmit queue of a userspace interface's TUN: how
+// many packets the kernel holds while wireguard-go does not read them.
+// TUN's default of 500 lasts about 100 ms at a few thousand packets per
+// second, less than a busy node can keep a process off the CPU (a device
+// process starting next to it is enough); beyond it the kernel drops.
+const TxQueueLen = 8192
+
 // UserspaceBackend runs wireguard-go devices, one per interface, each on a
 // TUN device with a UAPI socket in SocketDir.
 //
@@ -178,7 +185,7 @@ func newUserDevice(name string, mtu int) (_ *userDevice, err error) {
 		ns.close()
 		return nil, fmt.Errorf("creating tun %s: %w", name, err)
 	}
-	t, b := wrapForNS(tdev, conn.NewDefaultBind(), ns)
+	t, b := wrapForNS(udpChecksumTUN{tdev}, conn.NewDefaultBind(), ns)
 	d := &userDevice{
 		dev:    device.NewDevice(t, b, device.NewLogger(device.LogLevelSilent, "")),
 		ns:     ns,
@@ -204,10 +211,27 @@ func newUserDevice(name string, mtu int) (_ *userDevice, err error) {
 	if err := d.dev.Up(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
+	if err := setTxQueueLen(name, TxQueueLen); err != nil {
+		return nil, err
+	}
 	if err := linkUp(name); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+func setTxQueueLen(name string, n int) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("looking up %s: %w", name, err)
+	}
+	if l.Attrs().TxQLen == n {
+		return nil
+	}
+	if err := netlink.LinkSetTxQLen(l, n); err != nil {
+		return fmt.Errorf("setting the transmit queue of %s: %w", name, err)
+	}
+	return nil
 }
 
 func (d *userDevice) serve() {

@@ -47,6 +47,11 @@ type Options struct {
 	// Light keeps neither state nor message log: for benchmarks with
 	// thousands of daemons. Applied generations are still tracked.
 	Light bool
+	// Capabilities are added to the Hello's.
+	Capabilities []string
+	// Reply, when set, returns messages to send after a command's ack
+	// (such as a RotationReport answering a RotationCommand).
+	Reply func(msg *meshpb.ControllerMessage) []*meshpb.AgentMessage
 	// OnMessage is called for every command received, with its receive
 	// time, before it is applied.
 	OnMessage func(node string, msg *meshpb.ControllerMessage, at time.Time)
@@ -169,7 +174,7 @@ func (a *Agent) Hello() *meshpb.Hello {
 	a.mu.Unlock()
 	h := &meshpb.Hello{
 		Node: a.opts.Node, LastApplied: applied.Proto(), AgentVersion: "agenttest",
-		Backend: "userspace", Mtu: 1420, Capabilities: []string{"backend/userspace", "ipv6"},
+		Backend: "userspace", Mtu: 1420, Capabilities: append([]string{"backend/userspace", "ipv6"}, a.opts.Capabilities...),
 	}
 	if a.opts.PublicKey != nil {
 		h.Key = &meshpb.KeyReport{PublicKey: a.opts.PublicKey, Generation: a.opts.KeyGeneration, State: meshpb.KeyState_KEY_STATE_ACTIVE}
@@ -232,6 +237,13 @@ func (a *Agent) session(ctx context.Context, conn *grpc.ClientConn, addr string)
 		ack := a.apply(msg)
 		if err := a.Send(&meshpb.AgentMessage{Msg: &meshpb.AgentMessage_Ack{Ack: ack}}); err != nil {
 			return err
+		}
+		if a.opts.Reply != nil {
+			for _, m := range a.opts.Reply(msg) {
+				if err := a.Send(m); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
