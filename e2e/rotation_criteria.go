@@ -181,6 +181,14 @@ func blockMidRotation(t *testing.T, c Cluster) {
 	request := fmt.Sprintf("e2e-block-%d", time.Now().UnixNano())
 	requestRotation(t, ctx, c, subject, request)
 	phase := waitPhase(t, ctx, c, subject, v1alpha1.RotationDistribute, v1alpha1.RotationActivate)
+	// The block is seen as the blocked flow's silence, so both directions
+	// must be arriving when it is applied (a flow not yet started, or
+	// stalled, would look blocked at once).
+	eventually(t, 5*time.Second, 5*time.Millisecond, "both directions of the pair arriving before the policy", func() (bool, string) {
+		b, c := blocked.Stats().LastReceived, control.Stats().LastReceived
+		return time.Since(b) < 50*time.Millisecond && time.Since(c) < 50*time.Millisecond,
+			fmt.Sprintf("last datagrams %s and %s ago", time.Since(b).Round(time.Millisecond), time.Since(c).Round(time.Millisecond))
+	})
 	applied := time.Now()
 	if err := c.Client().Create(ctx, policy); err != nil {
 		t.Fatal(err)
