@@ -24,7 +24,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
@@ -115,6 +117,14 @@ func show(ctx context.Context, c *sim.Cluster) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "fullmesh"},
 		Spec:       v1alpha1.TunnelPolicySpec{Mode: v1alpha1.FullMesh, ListenPort: int32(c.ListenPort()), PersistentKeepaliveSeconds: ptr.To[int32](25), Strict: ptr.To(true)},
 	}
+	// The mesh is timed from the policy, so first a controller must lead
+	// and every agent be connected (the lease takes a few seconds).
+	started := time.Now()
+	leader, err := waitReady(ctx, c)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("controller-%d leads; %d agents connected (%s)\n\n", leader, len(c.Nodes()), time.Since(started).Round(time.Millisecond))
 	applied := time.Now()
 	if err := c.Client().Create(ctx, policy); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("apply the FullMesh TunnelPolicy: %w", err)
@@ -163,6 +173,41 @@ func show(ctx context.Context, c *sim.Cluster) error {
 	}
 	fmt.Println("only WireGuard crossed the underlay: pod traffic is encrypted")
 	return nil
+}
+
+// waitReady waits until a controller leads and every node's agent is
+// connected, and returns the leader's index.
+func waitReady(ctx context.Context, c *sim.Cluster) (int, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		why := ""
+		leader, err := c.Leader(ctx)
+		if err != nil {
+			why = err.Error()
+		}
+		for _, n := range c.Nodes() {
+			if why != "" {
+				break
+			}
+			vn := &v1alpha1.VpbluNode{}
+			if err := c.Client().Get(ctx, types.NamespacedName{Name: n.Name}, vn); err != nil {
+				why = err.Error()
+			} else if !meta.IsStatusConditionTrue(vn.Status.Conditions, v1alpha1.ConditionConnected) {
+				why = n.Name + "'s agent is not connected"
+			}
+		}
+		if why == "" {
+			return leader, nil
+		}
+		if time.Now().After(deadline) {
+			return -1, fmt.Errorf("cluster not ready in 2m: %s", why)
+		}
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func waitMesh(ctx context.Context, c *sim.Cluster) error {

@@ -41,6 +41,7 @@ func TestUpShowsAWorkingMeshAndLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("vpblu-sim up: %v", err)
 	}
 	for _, want := range []string{
+		"agents connected",
 		"mesh formed in",
 		"kubectl get vpblunodes -o wide",
 		"handshake",
