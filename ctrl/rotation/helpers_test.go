@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
 	"github.com/lumbrjx/vpblu/core/desired"
 	"github.com/lumbrjx/vpblu/core/meshpb"
@@ -115,57 +112,12 @@ func (e *env) leaderChange() rotation.Output {
 // apply persists patches into the world, as the API server would.
 func (e *env) apply(out rotation.Output) {
 	for _, p := range out.Nodes {
-		n := e.node(p.Node)
-		st := &n.Status
-		if p.PublicKey != nil {
-			st.PublicKey = *p.PublicKey
-		}
-		if p.KeyGeneration != nil {
-			st.KeyGeneration = *p.KeyGeneration
-		}
-		if p.PendingPublicKey != nil {
-			st.PendingPublicKey = *p.PendingPublicKey
-		}
-		if p.RotationPhase != nil {
-			st.RotationPhase = *p.RotationPhase
-		}
-		if p.LastRotateRequest != nil {
-			st.LastRotateRequest = *p.LastRotateRequest
-		}
-		if p.Rotating != nil {
-			meta.SetStatusCondition(&st.Conditions, *p.Rotating)
-		}
+		p.Apply(&e.node(p.Node).Status)
 	}
 	for _, p := range out.Policies {
 		for i := range e.world.Policies {
-			pol := &e.world.Policies[i]
-			if pol.Name != p.Policy {
-				continue
-			}
-			st := &pol.Status
-			if p.LastRun != nil {
-				t := metav1.NewTime(*p.LastRun)
-				st.LastRun = &t
-			}
-			if p.NextRun != nil {
-				t := metav1.NewTime(*p.NextRun)
-				st.NextRun = &t
-			}
-			if p.CurrentNode != nil {
-				st.CurrentNode = *p.CurrentNode
-			}
-			if p.Phase != nil {
-				st.Phase = *p.Phase
-			}
-			if p.ObservedGeneration != nil {
-				st.ObservedGeneration = *p.ObservedGeneration
-			}
-			if p.Node != nil {
-				st.Nodes = slices.DeleteFunc(st.Nodes, func(n v1alpha1.NodeRotation) bool { return n.Node == p.Node.Node })
-				st.Nodes = append(st.Nodes, *p.Node)
-			}
-			for _, c := range p.Conditions {
-				meta.SetStatusCondition(&st.Conditions, c)
+			if e.world.Policies[i].Name == p.Policy {
+				p.Apply(&e.world.Policies[i].Status)
 			}
 		}
 	}

@@ -2,10 +2,12 @@ package rotation
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
@@ -264,6 +266,62 @@ type PolicyPatch struct {
 	Node *v1alpha1.NodeRotation
 	// Conditions replace the conditions of the same types.
 	Conditions []metav1.Condition
+}
+
+// Apply sets the fields p carries on st; the others stay.
+func (p NodePatch) Apply(st *v1alpha1.VpbluNodeStatus) {
+	if p.PublicKey != nil {
+		st.PublicKey = *p.PublicKey
+	}
+	if p.KeyGeneration != nil {
+		st.KeyGeneration = *p.KeyGeneration
+	}
+	if p.PendingPublicKey != nil {
+		st.PendingPublicKey = *p.PendingPublicKey
+	}
+	if p.RotationPhase != nil {
+		st.RotationPhase = *p.RotationPhase
+	}
+	if p.LastRotateRequest != nil {
+		st.LastRotateRequest = *p.LastRotateRequest
+	}
+	if p.Rotating != nil {
+		meta.SetStatusCondition(&st.Conditions, *p.Rotating)
+	}
+}
+
+// Apply sets the fields p carries on st; the others stay. A node entry
+// replaces the node's (status.nodes stays sorted by node).
+func (p PolicyPatch) Apply(st *v1alpha1.RotationPolicyStatus) {
+	if p.ObservedGeneration != nil {
+		st.ObservedGeneration = *p.ObservedGeneration
+	}
+	if p.LastRun != nil {
+		t := metav1.NewTime(*p.LastRun)
+		st.LastRun = &t
+	}
+	if p.NextRun != nil {
+		t := metav1.NewTime(*p.NextRun)
+		st.NextRun = &t
+	}
+	if p.CurrentNode != nil {
+		st.CurrentNode = *p.CurrentNode
+	}
+	if p.Phase != nil {
+		st.Phase = *p.Phase
+	}
+	if p.Node != nil {
+		i := slices.IndexFunc(st.Nodes, func(n v1alpha1.NodeRotation) bool { return n.Node == p.Node.Node })
+		if i >= 0 {
+			st.Nodes[i] = *p.Node
+		} else {
+			st.Nodes = append(st.Nodes, *p.Node)
+			slices.SortFunc(st.Nodes, func(a, b v1alpha1.NodeRotation) int { return strings.Compare(a.Node, b.Node) })
+		}
+	}
+	for _, c := range p.Conditions {
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
 }
 
 // KeyCommit makes Key the node's key in the desired state, as if its

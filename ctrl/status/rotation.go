@@ -3,13 +3,9 @@ package status
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,7 +36,7 @@ func (w Rotation) PatchNode(ctx context.Context, p rotation.NodePatch) error {
 			return err
 		}
 		before := vn.DeepCopy()
-		ApplyNodePatch(&vn.Status, p)
+		p.Apply(&vn.Status)
 		if apiequality.Semantic.DeepEqual(before.Status, vn.Status) {
 			return nil
 		}
@@ -58,7 +54,7 @@ func (w Rotation) PatchPolicy(ctx context.Context, p rotation.PolicyPatch) error
 			return err
 		}
 		before := rp.DeepCopy()
-		ApplyPolicyPatch(&rp.Status, p)
+		p.Apply(&rp.Status)
 		if apiequality.Semantic.DeepEqual(before.Status, rp.Status) {
 			return nil
 		}
@@ -77,60 +73,4 @@ func (w Rotation) done(err error, kind, name string) error {
 	}
 	w.Metrics.StatusWrites.WithLabelValues("ok").Inc()
 	return nil
-}
-
-// ApplyNodePatch sets the fields p carries; the others stay.
-func ApplyNodePatch(st *v1alpha1.VpbluNodeStatus, p rotation.NodePatch) {
-	if p.PublicKey != nil {
-		st.PublicKey = *p.PublicKey
-	}
-	if p.KeyGeneration != nil {
-		st.KeyGeneration = *p.KeyGeneration
-	}
-	if p.PendingPublicKey != nil {
-		st.PendingPublicKey = *p.PendingPublicKey
-	}
-	if p.RotationPhase != nil {
-		st.RotationPhase = *p.RotationPhase
-	}
-	if p.LastRotateRequest != nil {
-		st.LastRotateRequest = *p.LastRotateRequest
-	}
-	if p.Rotating != nil {
-		meta.SetStatusCondition(&st.Conditions, *p.Rotating)
-	}
-}
-
-// ApplyPolicyPatch sets the fields p carries; the others stay. A node
-// entry replaces the node's (status.nodes stays sorted by node).
-func ApplyPolicyPatch(st *v1alpha1.RotationPolicyStatus, p rotation.PolicyPatch) {
-	if p.ObservedGeneration != nil {
-		st.ObservedGeneration = *p.ObservedGeneration
-	}
-	if p.LastRun != nil {
-		t := metav1.NewTime(*p.LastRun)
-		st.LastRun = &t
-	}
-	if p.NextRun != nil {
-		t := metav1.NewTime(*p.NextRun)
-		st.NextRun = &t
-	}
-	if p.CurrentNode != nil {
-		st.CurrentNode = *p.CurrentNode
-	}
-	if p.Phase != nil {
-		st.Phase = *p.Phase
-	}
-	if p.Node != nil {
-		i := slices.IndexFunc(st.Nodes, func(n v1alpha1.NodeRotation) bool { return n.Node == p.Node.Node })
-		if i >= 0 {
-			st.Nodes[i] = *p.Node
-		} else {
-			st.Nodes = append(st.Nodes, *p.Node)
-			slices.SortFunc(st.Nodes, func(a, b v1alpha1.NodeRotation) int { return strings.Compare(a.Node, b.Node) })
-		}
-	}
-	for _, c := range p.Conditions {
-		meta.SetStatusCondition(&st.Conditions, c)
-	}
 }

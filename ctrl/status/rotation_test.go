@@ -17,7 +17,7 @@ func TestRotationPatchesChangeOnlyTheirFields(t *testing.T) {
 	phase, key, gen := v1alpha1.RotationRetire, "new", int64(2)
 	rotating := metav1.Condition{Type: v1alpha1.ConditionRotating, Status: metav1.ConditionTrue, Reason: string(rotation.StageRetire), LastTransitionTime: metav1.NewTime(now)}
 	st := *old.DeepCopy()
-	ApplyNodePatch(&st, rotation.NodePatch{Node: "a", PublicKey: &key, KeyGeneration: &gen, RotationPhase: &phase, Rotating: &rotating})
+	rotation.NodePatch{Node: "a", PublicKey: &key, KeyGeneration: &gen, RotationPhase: &phase, Rotating: &rotating}.Apply(&st)
 	want := v1alpha1.VpbluNodeStatus{PublicKey: "new", KeyGeneration: 2, RotationPhase: v1alpha1.RotationRetire, MTU: 1420,
 		Conditions: []metav1.Condition{connectedCond, rotating}}
 	if d := cmp.Diff(want, st); d != "" {
@@ -26,8 +26,8 @@ func TestRotationPatchesChangeOnlyTheirFields(t *testing.T) {
 
 	last := now.Add(-time.Hour)
 	ps := v1alpha1.RotationPolicyStatus{Nodes: []v1alpha1.NodeRotation{{Node: "c", Phase: v1alpha1.RotationIdle}, {Node: "a", Phase: v1alpha1.RotationPrepare}}}
-	ApplyPolicyPatch(&ps, rotation.PolicyPatch{Policy: "p", LastRun: &last, Node: &v1alpha1.NodeRotation{Node: "b", Phase: v1alpha1.RotationIdle, Message: "rolled back"}})
-	ApplyPolicyPatch(&ps, rotation.PolicyPatch{Policy: "p", Node: &v1alpha1.NodeRotation{Node: "a", Phase: v1alpha1.RotationIdle, KeyGeneration: 2}})
+	rotation.PolicyPatch{Policy: "p", LastRun: &last, Node: &v1alpha1.NodeRotation{Node: "b", Phase: v1alpha1.RotationIdle, Message: "rolled back"}}.Apply(&ps)
+	rotation.PolicyPatch{Policy: "p", Node: &v1alpha1.NodeRotation{Node: "a", Phase: v1alpha1.RotationIdle, KeyGeneration: 2}}.Apply(&ps)
 	lastRun := metav1.NewTime(last)
 	// A node's entry is replaced; a new one is added in node order.
 	wantPolicy := v1alpha1.RotationPolicyStatus{LastRun: &lastRun, Nodes: []v1alpha1.NodeRotation{
