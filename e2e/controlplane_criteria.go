@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -76,40 +77,46 @@ func TestLeaderFailover(t *testing.T, c Cluster) {
 	}
 }
 
-// waitAgentsConnected waits until the VpbluNodes of nodes (every node when
-// none is named) say their agents are connected and were seen after since,
-// and returns how long it took.
+// waitAgentsConnected waits until AgentsConnected holds, and returns how
+// long it took.
 func waitAgentsConnected(t testing.TB, c Cluster, since time.Time, timeout time.Duration, nodes ...string) time.Duration {
 	t.Helper()
 	ctx := ctxFor(t, timeout+10*time.Second)
 	start := time.Now()
 	eventually(t, timeout, 50*time.Millisecond, "every agent connected to the leader", func() (bool, string) {
-		list := &v1alpha1.VpbluNodeList{}
-		if err := c.Client().List(ctx, list); err != nil {
-			return false, err.Error()
-		}
-		connected := map[string]bool{}
-		for _, vn := range list.Items {
-			// lastSeen is written whenever a stream opens; the Connected
-			// condition alone does not change when an agent moves from one
-			// leader to the next.
-			cond := meta.FindStatusCondition(vn.Status.Conditions, v1alpha1.ConditionConnected)
-			seen := vn.Status.LastSeen
-			if cond != nil && cond.Status == "True" && seen != nil && !seen.Time.Before(since.Truncate(time.Second)) {
-				connected[vn.Name] = true
-			}
-		}
-		if len(nodes) == 0 {
-			for _, n := range c.Nodes() {
-				nodes = append(nodes, n.Name)
-			}
-		}
-		for _, n := range nodes {
-			if !connected[n] {
-				return false, fmt.Sprintf("%s not (re)connected since %s", n, since.Format(time.TimeOnly))
-			}
-		}
-		return true, ""
+		return AgentsConnected(ctx, c, since, nodes...)
 	})
 	return time.Since(start)
+}
+
+// AgentsConnected reports whether the VpbluNodes of nodes (every node when
+// none is named) say their agents are connected and were seen after
+// since, and if not, why.
+func AgentsConnected(ctx context.Context, c Cluster, since time.Time, nodes ...string) (bool, string) {
+	list := &v1alpha1.VpbluNodeList{}
+	if err := c.Client().List(ctx, list); err != nil {
+		return false, err.Error()
+	}
+	connected := map[string]bool{}
+	for _, vn := range list.Items {
+		// lastSeen is written whenever a stream opens; the Connected
+		// condition alone does not change when an agent moves from one
+		// leader to the next.
+		cond := meta.FindStatusCondition(vn.Status.Conditions, v1alpha1.ConditionConnected)
+		seen := vn.Status.LastSeen
+		if cond != nil && cond.Status == "True" && seen != nil && !seen.Time.Before(since.Truncate(time.Second)) {
+			connected[vn.Name] = true
+		}
+	}
+	if len(nodes) == 0 {
+		for _, n := range c.Nodes() {
+			nodes = append(nodes, n.Name)
+		}
+	}
+	for _, n := range nodes {
+		if !connected[n] {
+			return false, fmt.Sprintf("%s not (re)connected since %s", n, since.Format(time.TimeOnly))
+		}
+	}
+	return true, ""
 }

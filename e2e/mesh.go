@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,6 +53,26 @@ func waitMesh(t testing.TB, c Cluster, since time.Time, timeout time.Duration) t
 	return eventually(t, timeout, 50*time.Millisecond, "every node has a handshake with every other node", func() (bool, string) {
 		return MeshFormed(ctx, c, since)
 	})
+}
+
+// AwaitMesh polls MeshFormed until it holds, timeout passes or ctx ends,
+// for callers outside a test (the simulator's main job, benchmarks).
+func AwaitMesh(ctx context.Context, c Cluster, since time.Time, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := MeshFormed(ctx, c, since)
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mesh not formed after %s: %s", timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // MeshFormed reports whether every node has every other node as a peer
@@ -149,12 +170,18 @@ func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
 	return fs
 }
 
-// stop stops every flow and returns the total lost and a description of
-// the flows that lost datagrams.
+// stop stops every flow at once, waits grace for what is in flight, and
+// returns the total lost and a description of the flows that lost
+// datagrams.
 func (fs *flowSet) stop(grace time.Duration) (sent, lost uint64, detail string) {
-	var b strings.Builder
+	stats := make([]FlowStats, len(fs.flows))
+	var wg sync.WaitGroup
 	for i, f := range fs.flows {
-		s := f.Stop(grace)
+		wg.Go(func() { stats[i] = f.Stop(grace) })
+	}
+	wg.Wait()
+	var b strings.Builder
+	for i, s := range stats {
 		sent += s.Sent
 		lost += s.Lost
 		if s.Lost > 0 {

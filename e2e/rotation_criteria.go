@@ -61,7 +61,7 @@ func rotateEveryNode(t *testing.T, c Cluster) {
 	tcp := startTCP(ctx, c, crossNodePairs(c)[0])
 	time.Sleep(5 * time.Second)
 	tcp.stop()
-	sent, lost, detail := stopTogether(fs, flowGrace)
+	sent, lost, detail := fs.stop(flowGrace)
 	figure(t, "rotation-baseline-lost-packets", lost)
 	if lost != 0 {
 		t.Errorf("without any rotation the flows lost %d of %d datagrams: the machine cannot carry this load, so a loss during the rotations would prove nothing:\n%s", lost, sent, detail)
@@ -87,7 +87,7 @@ func rotateEveryNode(t *testing.T, c Cluster) {
 	// to arrive before the flows stop.
 	time.Sleep(time.Second)
 	tcpRuns, tcpErrs := tcp.stop()
-	sent, lost, detail = stopTogether(fs, flowGrace)
+	sent, lost, detail = fs.stop(flowGrace)
 	got := capture.Stop()
 	figure(t, "rotation-lost-packets", lost)
 	figure(t, "rotation-cleartext-packets", got.Cleartext)
@@ -225,7 +225,7 @@ func blockMidRotation(t *testing.T, c Cluster) {
 	eventually(t, 2*time.Second, 20*time.Millisecond, "traffic restored after the block is lifted", func() (bool, string) {
 		return blocked.Stats().LastReceived.After(lifted), "no datagram since the policy was deleted"
 	})
-	sent, lost, detail := stopTogether(fs, flowGrace)
+	sent, lost, detail := fs.stop(flowGrace)
 	figure(t, "rotation-block-bystander-lost-packets", lost)
 	if lost != 0 {
 		t.Errorf("flows the block does not match lost %d of %d datagrams:\n%s", lost, sent, detail)
@@ -311,7 +311,7 @@ func rollbackWhenAPeerDies(t *testing.T, c Cluster) {
 	})
 	// The old key still carries the traffic between the nodes that stayed.
 	time.Sleep(time.Second)
-	sent, lost, detail := stopTogether(fs, flowGrace)
+	sent, lost, detail := fs.stop(flowGrace)
 	figure(t, "rotation-rollback-lost-packets", lost)
 	if lost != 0 {
 		t.Errorf("flows between %s and %s lost %d of %d datagrams across the rollback:\n%s", subject, stays, lost, sent, detail)
@@ -526,26 +526,6 @@ const blockMidRotationBound = 3 * time.Second
 // flowGrace is how long datagrams already sent get to arrive: a busy
 // machine delays them in the tunnels' queues rather than dropping them.
 const flowGrace = 2 * time.Second
-
-// stopTogether stops every flow of fs at once, waits grace for what is in
-// flight, and returns what fs.stop returns.
-func stopTogether(fs *flowSet, grace time.Duration) (sent, lost uint64, detail string) {
-	stats := make([]FlowStats, len(fs.flows))
-	var wg sync.WaitGroup
-	for i, f := range fs.flows {
-		wg.Go(func() { stats[i] = f.Stop(grace) })
-	}
-	wg.Wait()
-	var b strings.Builder
-	for i, s := range stats {
-		sent += s.Sent
-		lost += s.Lost
-		if s.Lost > 0 {
-			b.WriteString(describeLoss(fs.names[i], s))
-		}
-	}
-	return sent, lost, b.String()
-}
 
 // tcpLoad runs paced iperf3 TCP transfers back to back between one pair
 // until stopped.

@@ -221,16 +221,8 @@ func iperfThrough(ctx context.Context, b *testing.B, c *Cluster, from, to e2e.Po
 // after since.
 func waitMesh(ctx context.Context, b *testing.B, c *Cluster, since time.Time) {
 	b.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok, why := e2e.MeshFormed(ctx, c, since)
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("mesh not formed after 60s: %s", why)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := e2e.AwaitMesh(ctx, c, since, 60*time.Second); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -88,12 +88,17 @@ func (c *Cluster) Iperf(ctx context.Context, from, to e2e.Pod, dst netip.Addr, d
 	if src == nil || dstPod == nil {
 		return 0, fmt.Errorf("no pods %s, %s", from.Name, to.Name)
 	}
-	return iperf(ctx, src.NS.Name, dstPod.NS.Name, dst, d)
+	return iperf(ctx, src.NS.Name, dstPod.NS.Name, dst, iperfPort, d)
 }
 
-// iperf runs an iperf3 server (one test) in dstNS and a client in srcNS.
-func iperf(ctx context.Context, srcNS, dstNS string, dst netip.Addr, d time.Duration) (float64, error) {
-	server := exec.CommandContext(ctx, "ip", "netns", "exec", dstNS, "iperf3", "-s", "-1", "-B", dst.String(), "-p", "5201")
+// iperfPort is Iperf's server port; IperfPaced uses its own so both may
+// run at once.
+const iperfPort = "5201"
+
+// iperf runs an iperf3 server (one test) on port in dstNS and a client in
+// srcNS with the extra client arguments (e.g. "-b" to pace it).
+func iperf(ctx context.Context, srcNS, dstNS string, dst netip.Addr, port string, d time.Duration, extra ...string) (float64, error) {
+	server := exec.CommandContext(ctx, "ip", "netns", "exec", dstNS, "iperf3", "-s", "-1", "-B", dst.String(), "-p", port)
 	var serverOut bytes.Buffer
 	server.Stdout, server.Stderr = &serverOut, &serverOut
 	if err := server.Start(); err != nil {
@@ -104,16 +109,17 @@ func iperf(ctx context.Context, srcNS, dstNS string, dst netip.Addr, d time.Dura
 	// would otherwise be indistinguishable from a broken path.
 	listening := false
 	for i := 0; i < 100 && !listening; i++ {
-		ss, _ := InNS(ctx, dstNS, "ss", "-Hltn", "sport = :5201")
+		ss, _ := InNS(ctx, dstNS, "ss", "-Hltn", "sport = :"+port)
 		listening = strings.Contains(ss, "LISTEN")
 		if !listening {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if !listening {
-		return 0, fmt.Errorf("iperf3 server in %s never listened on %s port 5201: %s", dstNS, dst, serverOut.String())
+		return 0, fmt.Errorf("iperf3 server in %s never listened on %s port %s: %s", dstNS, dst, port, serverOut.String())
 	}
-	out, err := InNS(ctx, srcNS, "iperf3", "-c", dst.String(), "-p", "5201", "-t", strconv.Itoa(int(d.Seconds())), "-J")
+	args := append([]string{"-c", dst.String(), "-p", port, "-t", strconv.Itoa(max(int(d.Seconds()), 1)), "-J"}, extra...)
+	out, err := InNS(ctx, srcNS, "iperf3", args...)
 	if err != nil && !strings.HasPrefix(strings.TrimSpace(out), "{") {
 		return 0, fmt.Errorf("iperf3 client: %w\nserver: %s", err, serverOut.String())
 	}

@@ -1,13 +1,10 @@
 package sim
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -81,42 +78,5 @@ func (c *Cluster) IperfPaced(ctx context.Context, from, to e2e.Pod, dst netip.Ad
 	if src == nil || dstPod == nil {
 		return 0, fmt.Errorf("no pods %s, %s", from.Name, to.Name)
 	}
-	server := exec.CommandContext(ctx, "ip", "netns", "exec", dstPod.NS.Name, "iperf3", "-s", "-1", "-B", dst.String(), "-p", pacedIperfPort)
-	var serverOut bytes.Buffer
-	server.Stdout, server.Stderr = &serverOut, &serverOut
-	if err := server.Start(); err != nil {
-		return 0, fmt.Errorf("start iperf3 server: %w", err)
-	}
-	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
-	args := []string{"-c", dst.String(), "-p", pacedIperfPort, "-t", strconv.Itoa(max(int(d.Seconds()), 1)), "-b", strconv.Itoa(bitsPerSecond), "-J"}
-	var out string
-	var err error
-	// The server listens once its port answers (a loaded machine may take
-	// seconds to start it). A refused connection is reported in the JSON,
-	// with or without a failing exit status.
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		out, err = InNS(ctx, src.NS.Name, "iperf3", args...)
-		if !strings.Contains(strings.ToLower(out), "connection refused") || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3 client: %w\nserver: %s", err, serverOut.String())
-	}
-	var res struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
-	}
-	if res.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", res.Error)
-	}
-	return res.End.SumReceived.BitsPerSecond, nil
+	return iperf(ctx, src.NS.Name, dstPod.NS.Name, dst, pacedIperfPort, d, "-b", strconv.Itoa(bitsPerSecond))
 }

@@ -24,9 +24,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
@@ -130,7 +128,7 @@ func show(ctx context.Context, c *sim.Cluster) error {
 		return fmt.Errorf("apply the FullMesh TunnelPolicy: %w", err)
 	}
 	fmt.Println("$ kubectl apply TunnelPolicy fullmesh {mode: FullMesh, strict: true}")
-	if err := waitMesh(ctx, c); err != nil {
+	if err := e2e.AwaitMesh(ctx, c, time.Time{}, 60*time.Second); err != nil {
 		return err
 	}
 	fmt.Printf("mesh formed in %s\n\n", time.Since(applied).Round(time.Millisecond))
@@ -180,23 +178,14 @@ func show(ctx context.Context, c *sim.Cluster) error {
 func waitReady(ctx context.Context, c *sim.Cluster) (int, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		why := ""
+		ok, why := false, ""
 		leader, err := c.Leader(ctx)
 		if err != nil {
 			why = err.Error()
+		} else {
+			ok, why = e2e.AgentsConnected(ctx, c, time.Time{})
 		}
-		for _, n := range c.Nodes() {
-			if why != "" {
-				break
-			}
-			vn := &v1alpha1.VpbluNode{}
-			if err := c.Client().Get(ctx, types.NamespacedName{Name: n.Name}, vn); err != nil {
-				why = err.Error()
-			} else if !meta.IsStatusConditionTrue(vn.Status.Conditions, v1alpha1.ConditionConnected) {
-				why = n.Name + "'s agent is not connected"
-			}
-		}
-		if why == "" {
+		if ok {
 			return leader, nil
 		}
 		if time.Now().After(deadline) {
@@ -207,20 +196,6 @@ func waitReady(ctx context.Context, c *sim.Cluster) (int, error) {
 			return -1, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-	}
-}
-
-func waitMesh(ctx context.Context, c *sim.Cluster) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok, why := e2e.MeshFormed(ctx, c, time.Time{})
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mesh did not form in 60s: %s", why)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

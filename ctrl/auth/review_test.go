@@ -12,32 +12,10 @@ import (
 
 	"github.com/lumbrjx/vpblu/ctrl/auth"
 	"github.com/lumbrjx/vpblu/ctrl/auth/authtest"
-	"github.com/lumbrjx/vpblu/tools/testenv"
 )
 
-// startEnv runs a real API server that signs tokens with a key the test
-// owns, so an expired token can be forged that differs from a genuine one
-// only in its expiry.
-func startEnv(t *testing.T) (*testenv.Env, *authtest.SigningKey) {
-	t.Helper()
-	key, err := authtest.NewSigningKey(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := testenv.New(testenv.Options{APIServerFlags: key.Flags()})
-	if err != nil {
-		t.Fatalf("real API server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop API server: %v", err)
-		}
-	})
-	return env, key
-}
-
 func TestReviewerAgainstRealAPIServer(t *testing.T) {
-	env, key := startEnv(t)
+	env, key := authtest.StartAPIServer(t)
 	ctx := context.Background()
 	for _, n := range []string{"node-a", "node-gone"} {
 		if err := env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {

@@ -13,7 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/lumbrjx/vpblu/tools/testenv"
 )
 
 // SigningKey is a ServiceAccount token signing key a test owns: the API
@@ -106,4 +109,24 @@ func ForgeWithOtherKey(token string) (string, error) {
 		return "", fmt.Errorf("sign: %w", err)
 	}
 	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// StartAPIServer runs a real API server that signs ServiceAccount tokens
+// with a fresh key the test owns, and stops it when the test ends.
+func StartAPIServer(t testing.TB) (*testenv.Env, *SigningKey) {
+	t.Helper()
+	key, err := NewSigningKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := testenv.New(testenv.Options{APIServerFlags: key.Flags()})
+	if err != nil {
+		t.Fatalf("real API server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop API server: %v", err)
+		}
+	})
+	return env, key
 }

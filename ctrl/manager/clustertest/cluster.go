@@ -43,22 +43,11 @@ type Cluster struct {
 // ServiceAccount, and stops it when the test ends.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	key, err := authtest.NewSigningKey(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := testenv.New(testenv.Options{APIServerFlags: key.Flags()})
-	if err != nil {
-		t.Fatalf("real API server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop API server: %v", err)
-		}
-	})
+	env, key := authtest.StartAPIServer(t)
 	c := &Cluster{Env: env, Key: key}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = -1, 0
+	var err error
 	c.cs, err = kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
