@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -367,6 +368,23 @@ func TestClassifyTruncatedOnVeth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.host.Do(func() error { return d.DetachClassify(n.hostIdx) }) })
+	// Each frame must be the only packet the program sees: the pod side's
+	// own IPv6 (router solicitations, MLD reports) is switched off, and
+	// what it already queued is let through before the first frame.
+	if err := n.pod.Do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/veth-p/disable_ipv6", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	quiet := rawCounters(t, d)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		now := rawCounters(t, d)
+		if maps.Equal(now, quiet) {
+			break
+		}
+		quiet = now
+	}
 	for name, frame := range truncatedFrames() {
 		t.Run(name, func(t *testing.T) {
 			before := rawCounters(t, d)
