@@ -238,7 +238,7 @@ func run(c config, log *slog.Logger) error {
 		PodInterfaces: splitList(c.podInterfaces), ClusterCIDRs: clusters,
 		DropSample: uint32(c.dropSample), Version: version,
 	}, agent.Deps{
-		Tunnels:  wg.NewManager(wgb),
+		Tunnels:  wg.NewManager(wgb, wg.WithInitiationDelay(wg.DefaultInitiationDelay)),
 		Routes:   route.New(route.Netlink{}, route.Options{}),
 		Clamp:    mss.New(mss.NFTables{}),
 		Datapath: agent.BPF{Datapath: dp},

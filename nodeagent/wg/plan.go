@@ -12,8 +12,10 @@ import (
 // plan computes the wgctrl configuration that turns cur into want without
 // touching what already matches: ReplacePeers is never set, peers that
 // exist are updated in place (UpdateOnly), and unchanged peers are left
-// out, so their sessions survive. ok is false when nothing differs.
-func plan(cur *wgtypes.Device, want Config) (cfg wgtypes.Config, ok bool) {
+// out, so their sessions survive. ok is false when nothing differs. The
+// persistent keepalive of the peers in held is left off (a new peer is
+// created without one, an existing one keeps what it has).
+func plan(cur *wgtypes.Device, want Config, held map[wgtypes.Key]bool) (cfg wgtypes.Config, ok bool) {
 	if k := want.PrivateKey.Key(); cur.PrivateKey != k {
 		cfg.PrivateKey = &k
 		ok = true
@@ -40,6 +42,12 @@ func plan(cur *wgtypes.Device, want Config) (cfg wgtypes.Config, ok bool) {
 		ka := p.PersistentKeepalive
 		allowed := normPrefixes(p.AllowedIPs)
 		c, exists := have[p.PublicKey]
+		if held[p.PublicKey] {
+			ka = 0
+			if exists {
+				ka = c.PersistentKeepaliveInterval
+			}
+		}
 		if !exists {
 			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{
 				PublicKey:                   p.PublicKey,

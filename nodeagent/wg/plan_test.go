@@ -69,7 +69,7 @@ func TestPlanWritesOnlyDifferences(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, writes := plan(tc.cur, tc.want)
+			cfg, writes := plan(tc.cur, tc.want, nil)
 			if writes != tc.writes {
 				t.Errorf("writes = %v, want %v", writes, tc.writes)
 			}
