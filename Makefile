@@ -21,7 +21,7 @@ PROTOC_GEN_GO := $(TOOLS)/protoc-gen-go
 PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 
-BINARIES := vpblu-controller vpblu-agent vpblu-sim
+BINARIES := vpblu-controller vpblu-agent vpblu-sim kubectl-vpblu meshtop
 # Test binaries and the API server need root for the data plane; tests that
 # need privilege say so when they cannot run.
 GO_TEST_FLAGS ?= -count=1
@@ -90,7 +90,7 @@ sim-down: build ## Stop a running simulator and remove everything it made.
 .PHONY: vm-e2e
 vm-e2e: deps ## The whole acceptance suite in QEMU guests with kernel WireGuard, once per kernel (6.1, 6.12).
 	KUBEBUILDER_ASSETS=$$(hack/test-assets.sh) VPBLU_VM_E2E=$${VPBLU_VM_E2E:-all} \
-		go test -count=1 -timeout 120m -v -run 'TestAcceptanceSuiteInGuestWithKernelWireGuard' ./vm/
+		go test -count=1 -timeout 170m -v -run 'TestAcceptanceSuiteInGuestWithKernelWireGuard' ./vm/
 
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither root nor an API server.

@@ -85,6 +85,14 @@ type Cluster interface {
 	// RemoveNode stops a node's agent and deletes its Node object.
 	RemoveNode(ctx context.Context, node string) error
 
+	// Dashboards returns the URL of each controller replica's web
+	// dashboard, and its password.
+	Dashboards() (urls []string, password string)
+	// KubectlVpblu runs `kubectl vpblu args...` (the plugin, found on PATH
+	// by kubectl) against the cluster and returns its combined output; an
+	// error means it exited non-zero.
+	KubectlVpblu(ctx context.Context, args ...string) (string, error)
+
 	// StreamAddrs are the controllers' stream addresses; CABundle is the
 	// CA the agents trust; AgentToken returns a valid token of a node's
 	// agent.

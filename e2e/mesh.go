@@ -151,11 +151,23 @@ func pingAll(t testing.TB, c Cluster) {
 type flowSet struct {
 	names []string
 	flows []Flow
+
+	once       sync.Once
+	sent, lost uint64
+	detail     string
+}
+
+// newFlowSet returns an empty set that is stopped when the test ends, so
+// a test that fails half-way leaves no load behind to starve the next.
+func newFlowSet(t testing.TB) *flowSet {
+	fs := &flowSet{}
+	t.Cleanup(func() { fs.stop(0) })
+	return fs
 }
 
 func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
 	t.Helper()
-	fs := &flowSet{}
+	fs := newFlowSet(t)
 	for _, pair := range crossNodePairs(c) {
 		for _, fam := range families {
 			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), flowRate(rate))
@@ -172,23 +184,26 @@ func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
 
 // stop stops every flow at once, waits grace for what is in flight, and
 // returns the total lost and a description of the flows that lost
-// datagrams.
+// datagrams. Later calls return what the first one measured.
 func (fs *flowSet) stop(grace time.Duration) (sent, lost uint64, detail string) {
-	stats := make([]FlowStats, len(fs.flows))
-	var wg sync.WaitGroup
-	for i, f := range fs.flows {
-		wg.Go(func() { stats[i] = f.Stop(grace) })
-	}
-	wg.Wait()
-	var b strings.Builder
-	for i, s := range stats {
-		sent += s.Sent
-		lost += s.Lost
-		if s.Lost > 0 {
-			b.WriteString(describeLoss(fs.names[i], s))
+	fs.once.Do(func() {
+		stats := make([]FlowStats, len(fs.flows))
+		var wg sync.WaitGroup
+		for i, f := range fs.flows {
+			wg.Go(func() { stats[i] = f.Stop(grace) })
 		}
-	}
-	return sent, lost, b.String()
+		wg.Wait()
+		var b strings.Builder
+		for i, s := range stats {
+			fs.sent += s.Sent
+			fs.lost += s.Lost
+			if s.Lost > 0 {
+				b.WriteString(describeLoss(fs.names[i], s))
+			}
+		}
+		fs.detail = b.String()
+	})
+	return fs.sent, fs.lost, fs.detail
 }
 
 func hostPrefix(a netip.Addr) v1alpha1.CIDR {

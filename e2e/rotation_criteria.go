@@ -58,7 +58,7 @@ func rotateEveryNode(t *testing.T, c Cluster) {
 	// machine's (too little CPU for the flows), and would make the
 	// measurement below meaningless.
 	fs := startPairFlows(t, c, crossNodePairs(c))
-	tcp := startTCP(ctx, c, crossNodePairs(c)[0])
+	tcp := startTCP(t, ctx, c, crossNodePairs(c)[0])
 	time.Sleep(5 * time.Second)
 	tcp.stop()
 	sent, lost, detail := fs.stop(flowGrace)
@@ -72,7 +72,7 @@ func rotateEveryNode(t *testing.T, c Cluster) {
 		t.Fatal(err)
 	}
 	fs = startPairFlows(t, c, crossNodePairs(c))
-	tcp = startTCP(ctx, c, crossNodePairs(c)[0])
+	tcp = startTCP(t, ctx, c, crossNodePairs(c)[0])
 
 	var took []time.Duration
 	for i, n := range c.Nodes() {
@@ -144,14 +144,14 @@ func blockMidRotation(t *testing.T, c Cluster) {
 	pairs := crossNodePairs(c)
 	from, to := pairs[0][0], pairs[0][1]
 	subject := from.Node
-	blocked, err := c.StartFlow(from, to, to.IPv4, 1000)
+	blocked, err := c.StartFlow(from, to, to.IPv4, flowRate(1000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer blocked.Stop(0)
 	// The reverse direction is not blocked: while it still arrives, the
 	// blocked flow's silence is the block, not a stalled machine.
-	control, err := c.StartFlow(to, from, from.IPv4, 1000)
+	control, err := c.StartFlow(to, from, from.IPv4, flowRate(1000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,9 +184,12 @@ func blockMidRotation(t *testing.T, c Cluster) {
 	// The block is seen as the blocked flow's silence, so both directions
 	// must be arriving when it is applied (a flow not yet started, or
 	// stalled, would look blocked at once).
+	// Under emulation a datagram every 10 ms arrives in bursts: the
+	// windows stretch with the slowdown.
+	arriving, silent := scaled(50*time.Millisecond), scaled(150*time.Millisecond)
 	eventually(t, 5*time.Second, 5*time.Millisecond, "both directions of the pair arriving before the policy", func() (bool, string) {
 		b, c := blocked.Stats().LastReceived, control.Stats().LastReceived
-		return time.Since(b) < 50*time.Millisecond && time.Since(c) < 50*time.Millisecond,
+		return time.Since(b) < arriving && time.Since(c) < arriving,
 			fmt.Sprintf("last datagrams %s and %s ago", time.Since(b).Round(time.Millisecond), time.Since(c).Round(time.Millisecond))
 	})
 	applied := time.Now()
@@ -200,7 +203,7 @@ func blockMidRotation(t *testing.T, c Cluster) {
 	// second here.
 	eventually(t, blockMidRotationBound, 10*time.Millisecond, "block enforced mid-rotation", func() (bool, string) {
 		b, c := blocked.Stats().LastReceived, control.Stats().LastReceived
-		return time.Since(b) > 150*time.Millisecond && c.Sub(b) > 150*time.Millisecond,
+		return time.Since(b) > silent && c.Sub(b) > silent,
 			fmt.Sprintf("datagrams still arriving %s after the policy", time.Since(applied).Round(time.Millisecond))
 	})
 	figure(t, "rotation-block-apply-ms", ms(max(blocked.Stats().LastReceived.Sub(applied), 0)))
@@ -497,15 +500,16 @@ func rotationLeftover(dataPlane string) string {
 }
 
 // startPairFlows starts a flow for every ordered pair in both families,
-// at rotationRateV4 and rotationRateV6 datagrams per second.
+// at rotationRateV4 and rotationRateV6 datagrams per second (less under
+// emulation, see flowRate).
 func startPairFlows(t testing.TB, c Cluster, pairs [][2]Pod) *flowSet {
 	t.Helper()
-	fs := &flowSet{}
+	fs := newFlowSet(t)
 	for _, pair := range pairs {
 		for _, fam := range families {
-			rate := rotationRateV4
+			rate := flowRate(rotationRateV4)
 			if fam == "v6" {
-				rate = rotationRateV6
+				rate = flowRate(rotationRateV6)
 			}
 			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), rate)
 			if err != nil {
@@ -537,13 +541,17 @@ type tcpLoad struct {
 	errs   []error
 }
 
-func startTCP(ctx context.Context, c Cluster, pair [2]Pod) *tcpLoad {
+// startTCP starts the transfers; they stop by the end of the test at the
+// latest. Under emulation the pace drops with the slowdown.
+func startTCP(t testing.TB, ctx context.Context, c Cluster, pair [2]Pod) *tcpLoad {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &tcpLoad{cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(func() { l.stop() })
+	pace := int(float64(rotationTCPBps) / slowdown)
 	go func() {
 		defer close(l.done)
 		for ctx.Err() == nil {
-			bps, err := c.IperfPaced(ctx, pair[0], pair[1], pair[1].IPv4, 3*time.Second, rotationTCPBps)
+			bps, err := c.IperfPaced(ctx, pair[0], pair[1], pair[1].IPv4, 3*time.Second, pace)
 			l.mu.Lock()
 			switch {
 			case ctx.Err() != nil:

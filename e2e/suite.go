@@ -27,6 +27,8 @@ var Criteria = []Criterion{
 	{"12.12-strict-startup", TestStrictStartup},
 	{"12.13-stream-auth", TestStreamAuth},
 	{"12.15-bad-input", TestBadInput},
+	{"15-kubectl-vpblu", TestKubectlPlugin},
+	{"15-dashboard", TestDashboard},
 }
 
 // Run runs every criterion against c as subtests.

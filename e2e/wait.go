@@ -52,8 +52,10 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(max(rank, 0), len(s)-1)]
 }
 
+// ctxFor returns a context that ends after d (stretched by the slowdown,
+// like every deadline) or with the test.
 func ctxFor(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(d))
 	t.Cleanup(cancel)
 	return ctx
 }

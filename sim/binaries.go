@@ -13,16 +13,22 @@ import (
 type Binaries struct {
 	Controller string
 	Agent      string
+	// Plugin is kubectl-vpblu, the kubectl plugin.
+	Plugin string
 }
 
-// BuildBinaries builds vpblu-controller and vpblu-agent from the module
+func binariesIn(dir string) Binaries {
+	return Binaries{Controller: filepath.Join(dir, "vpblu-controller"), Agent: filepath.Join(dir, "vpblu-agent"), Plugin: filepath.Join(dir, "kubectl-vpblu")}
+}
+
+// BuildBinaries builds vpblu-controller, vpblu-agent and kubectl-vpblu from the module
 // that contains this package's source into dir, unless VPBLU_BIN_DIR names
 // a directory that already holds them (the VM runner sets it: the guest
 // cannot build).
 func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 	if pre := os.Getenv("VPBLU_BIN_DIR"); pre != "" {
-		b := Binaries{Controller: filepath.Join(pre, "vpblu-controller"), Agent: filepath.Join(pre, "vpblu-agent")}
-		for _, p := range []string{b.Controller, b.Agent} {
+		b := binariesIn(pre)
+		for _, p := range []string{b.Controller, b.Agent, b.Plugin} {
 			if _, err := os.Stat(p); err != nil {
 				return Binaries{}, fmt.Errorf("VPBLU_BIN_DIR: %w", err)
 			}
@@ -36,13 +42,13 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/", "./cmd/vpblu-controller", "./cmd/vpblu-agent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+"/", "./cmd/vpblu-controller", "./cmd/vpblu-agent", "./cmd/kubectl-vpblu")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("build vpblu binaries: %w\n%s", err, out)
 	}
-	return Binaries{Controller: filepath.Join(dir, "vpblu-controller"), Agent: filepath.Join(dir, "vpblu-agent")}, nil
+	return binariesIn(dir), nil
 }
 
 func moduleRoot(ctx context.Context) (string, error) {

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -90,10 +93,11 @@ func (o *Options) defaults() {
 }
 
 const (
-	leaseName      = "vpblu-controller"
-	streamBasePort = 9443
-	healthBasePort = 9480
-	agentHealth    = "127.0.0.1:9190"
+	leaseName         = "vpblu-controller"
+	streamBasePort    = 9443
+	healthBasePort    = 9480
+	dashboardBasePort = 9490
+	agentHealth       = "127.0.0.1:9190"
 	// TunnelInterface is the mesh interface the agents create.
 	TunnelInterface = "wg-mesh"
 )
@@ -107,6 +111,9 @@ type Cluster struct {
 	cs   kubernetes.Interface
 	bins Binaries
 	ca   []byte
+	// dashboardPassword is the dashboard's password; the controllers get
+	// only its bcrypt hash, as from the chart's Secret.
+	dashboardPassword string
 
 	mu          sync.Mutex
 	controllers []*Proc
@@ -168,6 +175,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if err := registerNode(ctx, c.cs, n); err != nil {
 			return nil, err
 		}
+	}
+	if c.dashboardPassword, err = writeDashboardPassword(filepath.Join(opts.RunDir, "dashboard-password-hash")); err != nil {
+		return nil, err
 	}
 	log.Info("starting controllers", "replicas", opts.Controllers)
 	c.controllers = make([]*Proc, opts.Controllers)
@@ -253,6 +263,8 @@ func (c *Cluster) controllerArgs(i int) []string {
 		// On the slot's host address, so simulators in two slots coexist.
 		"--health-addr", netip.AddrPortFrom(p.HostV4(), uint16(healthBasePort+2*i)).String(),
 		"--metrics-addr", netip.AddrPortFrom(p.HostV4(), uint16(healthBasePort+2*i+1)).String(),
+		"--dashboard-addr", netip.AddrPortFrom(p.HostV4(), uint16(dashboardBasePort+i)).String(),
+		"--dashboard-password-file", filepath.Join(c.opts.RunDir, "dashboard-password-hash"),
 		"--lease-duration", c.opts.LeaseDuration.String(),
 		"--renew-deadline", (c.opts.LeaseDuration * 3 / 4).String(),
 		"--retry-period", (c.opts.LeaseDuration / 8).String(),
@@ -352,6 +364,34 @@ func (c *Cluster) controllerLogs() string {
 		}
 	}
 	return b.String()
+}
+
+// Dashboards returns the URL of every controller replica's dashboard and
+// the password.
+func (c *Cluster) Dashboards() ([]string, string) {
+	var urls []string
+	for i := 0; i < c.opts.Controllers; i++ {
+		urls = append(urls, "http://"+netip.AddrPortFrom(c.Net.Plan.HostV4(), uint16(dashboardBasePort+i)).String())
+	}
+	return urls, c.dashboardPassword
+}
+
+// writeDashboardPassword makes up a password and writes its bcrypt hash
+// to path.
+func writeDashboardPassword(path string) (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	password := base64.RawURLEncoding.EncodeToString(b)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, hash, 0o600); err != nil {
+		return "", fmt.Errorf("dashboard password hash: %w", err)
+	}
+	return password, nil
 }
 
 // StreamAddrs are the controllers' stream addresses.
@@ -585,6 +625,9 @@ func (c *Cluster) Controllers() []*Proc            { return c.controllers }
 func (c *Cluster) Agent(node string) *Proc         { c.mu.Lock(); defer c.mu.Unlock(); return c.agents[node] }
 func (c *Cluster) NodeByName(name string) *Node    { return c.node(name) }
 func (c *Cluster) Kubeconfig() string              { return filepath.Join(c.opts.RunDir, "kubeconfig") }
+
+// Binaries are the programs the cluster runs, and the kubectl plugin.
+func (c *Cluster) Binaries() Binaries { return c.bins }
 
 // Nodes lists the cluster's nodes.
 func (c *Cluster) Nodes() []e2e.Node {

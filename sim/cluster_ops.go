@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -385,4 +387,17 @@ func detectBackend() string {
 	}
 	_ = h.LinkDel(link)
 	return "kernel"
+}
+
+// KubectlVpblu runs `kubectl vpblu args...` as a user would: kubectl finds
+// the plugin on PATH, and both read KUBECONFIG.
+func (c *Cluster) KubectlVpblu(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Env.Assets, "kubectl"), append([]string{"vpblu"}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig(), "PATH="+filepath.Dir(c.bins.Plugin)+":"+os.Getenv("PATH"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl vpblu %s: %w", strings.Join(args, " "), err)
+	}
+	return out.String(), nil
 }

@@ -36,7 +36,7 @@ func suiteSelection() (pattern, label string) {
 }
 
 // guestBinaries builds what the guest runs into a temporary directory:
-// the controller and agent, the sim test binary (the suite) and the
+// the controller, agent and kubectl plugin, the sim test binary (the suite) and the
 // nodeagent/wg test binary (the kernel backend). The guest sees the
 // host's /tmp through its read-only overlay.
 func guestBinaries(t *testing.T) (binDir string) {
@@ -51,7 +51,7 @@ func guestBinaries(t *testing.T) (binDir string) {
 		t.Fatal(err)
 	}
 	builds := [][]string{
-		{"go", "build", "-trimpath", "-o", dir + "/", "./cmd/vpblu-controller", "./cmd/vpblu-agent"},
+		{"go", "build", "-trimpath", "-o", dir + "/", "./cmd/vpblu-controller", "./cmd/vpblu-agent", "./cmd/kubectl-vpblu"},
 		{"go", "test", "-c", "-o", filepath.Join(dir, "sim.test"), "./sim"},
 		{"go", "test", "-c", "-o", filepath.Join(dir, "wg.test"), "./nodeagent/wg"},
 	}
@@ -94,6 +94,11 @@ func figures(out []byte) []string {
 
 func TestAcceptanceSuiteInGuestWithKernelWireGuard(t *testing.T) {
 	pattern, label := suiteSelection()
+	// The whole suite under emulation takes about half an hour per kernel.
+	suiteTimeout := 40 * time.Minute
+	if pattern == "" {
+		suiteTimeout = 70 * time.Minute
+	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		notRun(t, "KUBEBUILDER_ASSETS is not set (make test and make vm-e2e set it from hack/test-assets.sh)")
@@ -141,7 +146,7 @@ func TestAcceptanceSuiteInGuestWithKernelWireGuard(t *testing.T) {
 						"KUBEBUILDER_ASSETS=" + assets,
 					}, emulationEnv()...),
 					Dir:     filepath.Join(root, "sim"),
-					Timeout: 40 * time.Minute,
+					Timeout: suiteTimeout,
 				})
 				if res != nil {
 					for _, l := range figures(res.Output) {

@@ -35,6 +35,8 @@
 //	--metrics-addr addr         Prometheus metrics (default :8080, "0" off)
 //	--health-addr addr          /healthz and /readyz (default :8081, "0" off)
 //	--pprof-addr addr           Go profiles under /debug/pprof (default off)
+//	--dashboard-addr addr       the web dashboard (default :8082), served when --dashboard-password-file is set
+//	--dashboard-password-file f bcrypt hash (or htpasswd line) of the dashboard password
 //	--log-level level           debug, info, warn or error (default info)
 //	--log-format format         text or json (default json)
 package main
@@ -74,6 +76,7 @@ type flags struct {
 	dnsNames, ips   string
 	serviceAccounts string
 	clusterCIDRs    string
+	dashboardHash   string
 	apiQPS          float64
 	apiBurst        int
 	statusQPS       float64
@@ -116,6 +119,8 @@ func parse(args []string) (*flags, error) {
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", `Prometheus metrics address ("0" off)`)
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", `health probe address ("0" off)`)
 	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "address serving Go profiles under /debug/pprof (default off)")
+	fs.StringVar(&o.DashboardAddr, "dashboard-addr", ":8082", "address of the web dashboard, served when --dashboard-password-file is set")
+	fs.StringVar(&f.dashboardHash, "dashboard-password-file", "", "file holding the bcrypt hash (or an htpasswd line) of the dashboard password (empty: no dashboard)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -148,6 +153,13 @@ func parse(args []string) (*flags, error) {
 		o.ClusterCIDRs = append(o.ClusterCIDRs, p)
 	}
 	o.StatusQPS = float32(f.statusQPS)
+	if f.dashboardHash != "" {
+		b, err := os.ReadFile(f.dashboardHash)
+		if err != nil {
+			return nil, fmt.Errorf("--dashboard-password-file: %w", err)
+		}
+		o.DashboardPasswordHash = b
+	}
 	return f, nil
 }
 

@@ -27,6 +27,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the controller binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildPath != "" {
+		_ = os.RemoveAll(filepath.Dir(buildPath))
+	}
+	os.Exit(code)
+}
+
 // buildController builds cmd/vpblu-controller once per test binary.
 func buildController(t testing.TB) string {
 	t.Helper()

@@ -101,8 +101,10 @@ func up(opts sim.Options, exitAfter bool) error {
 	if exitAfter {
 		return nil
 	}
-	fmt.Printf("\nThe mesh stays up. Try:\n  KUBECONFIG=%s kubectl get vpblunodes -o wide\n  ip netns exec %s ping %s\nCtrl-C or `vpblu-sim down` ends it.\n",
-		c.Kubeconfig(), c.Net.Nodes[0].Pods[0].NS.Name, c.Net.Nodes[len(c.Net.Nodes)-1].Pods[0].IPv4)
+	urls, password := c.Dashboards()
+	fmt.Printf("\nDashboard: %s (password %s; the other replica serves %s)\n", urls[0], password, strings.Join(urls[1:], ", "))
+	fmt.Printf("\nThe mesh stays up. Try:\n  export KUBECONFIG=%s PATH=%s:$PATH\n  kubectl get vpblunodes -o wide\n  kubectl vpblu status; kubectl vpblu graph | dot -Tsvg > mesh.svg; kubectl vpblu rotate %s --wait\n  ip netns exec %s ping %s\nCtrl-C or `vpblu-sim down` ends it.\n",
+		c.Kubeconfig(), filepath.Dir(c.Binaries().Plugin), c.Net.Nodes[0].Name, c.Net.Nodes[0].Pods[0].NS.Name, c.Net.Nodes[len(c.Net.Nodes)-1].Pods[0].IPv4)
 	<-ctx.Done()
 	return nil
 }
@@ -133,11 +135,11 @@ func show(ctx context.Context, c *sim.Cluster) error {
 	}
 	fmt.Printf("mesh formed in %s\n\n", time.Since(applied).Round(time.Millisecond))
 
-	out, err := c.Env.Kubectl("get", "vpblunodes", "-o", "wide")
+	out, err := c.KubectlVpblu(ctx, "status")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("$ kubectl get vpblunodes -o wide\n%s\n", out)
+	fmt.Printf("$ kubectl vpblu status\n%s\n", out)
 	for _, n := range c.Nodes() {
 		peers, err := c.WireGuard(ctx, n.Name)
 		if err != nil {
@@ -170,7 +172,19 @@ func show(ctx context.Context, c *sim.Cluster) error {
 		return fmt.Errorf("the underlay carried cleartext pod traffic: %v", got.Samples)
 	}
 	fmt.Println("only WireGuard crossed the underlay: pod traffic is encrypted")
-	return nil
+
+	// verify reads the same status the controller writes, which can lag
+	// the handshakes by a report interval.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err = c.KubectlVpblu(ctx, "verify")
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("\n$ kubectl vpblu verify\n%s", out)
+	return err
 }
 
 // waitReady waits until a controller leads and every node's agent is

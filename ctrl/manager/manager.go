@@ -28,8 +28,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
+	"github.com/lumbrjx/vpblu/core/meshpb"
 	"github.com/lumbrjx/vpblu/ctrl/auth"
 	"github.com/lumbrjx/vpblu/ctrl/certs"
+	"github.com/lumbrjx/vpblu/ctrl/dashboard"
+	"github.com/lumbrjx/vpblu/ctrl/meshview"
 	"github.com/lumbrjx/vpblu/ctrl/metrics"
 	"github.com/lumbrjx/vpblu/ctrl/reconcile"
 	"github.com/lumbrjx/vpblu/ctrl/status"
@@ -204,6 +207,35 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+	if len(opts.DashboardPasswordHash) > 0 {
+		dash, err := dashboard.New(dashboard.Options{
+			PasswordHash: opts.DashboardPasswordHash,
+			Load: func(ctx context.Context) (*meshview.Mesh, error) {
+				return meshview.Load(ctx, mgr.GetCache(), time.Now())
+			},
+			Reports: func(node string) *meshpb.TunnelStatus {
+				if r, ok := nodesW.Report(node); ok {
+					return r.Status
+				}
+				return nil
+			},
+			Log: log.With("component", "dashboard"),
+		})
+		if err != nil {
+			return err
+		}
+		// Every replica serves it (from its warm cache); only the leader
+		// has the daemons' live reports.
+		serve := everyReplica(func(ctx context.Context) error {
+			if opts.DashboardListener != nil {
+				return dashboard.Serve(ctx, opts.DashboardListener, dash)
+			}
+			return dashboard.Run(ctx, opts.DashboardAddr, dash)
+		})
+		if err := mgr.Add(serve); err != nil {
+			return fmt.Errorf("add dashboard: %w", err)
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
@@ -265,3 +297,10 @@ func orDefault[T comparable](v, def T) T {
 	}
 	return v
 }
+
+// everyReplica is a runnable that runs on standbys too (a plain
+// RunnableFunc runs on the leader only).
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }

@@ -73,6 +73,11 @@ type Options struct {
 	// ("0" turns one off).
 	MetricsAddr string
 	HealthAddr  string
+	// DashboardAddr serves the web dashboard when DashboardPasswordHash
+	// (bcrypt) is set; DashboardListener, when set, is used instead.
+	DashboardAddr         string
+	DashboardListener     net.Listener
+	DashboardPasswordHash []byte
 	// PprofAddr serves Go's profiles (empty: off).
 	PprofAddr string
 	// Registry receives the controller's metrics (default

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,9 +49,16 @@ func TestControllerRunsOnChartRBAC(t *testing.T) {
 	ctx := t.Context()
 	const ns = helm.DefaultNamespace
 
-	health := freeAddr(t)
+	health, dash := freeAddr(t), freeAddr(t)
+	// The dashboard's hash file, as the Secret's volume would mount it.
+	login := one[*corev1.Secret](t, r, "vpblu-dashboard")
+	hashFile := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(hashFile, login.Data["htpasswd"], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	args := replaceFlags(controllerContainer(t, one[*appsv1.Deployment](t, r, controllerName)).Args, map[string]string{
 		"stream-addr": freeAddr(t), "health-addr": health, "metrics-addr": "0", "log-format": "text",
+		"dashboard-addr": dash, "dashboard-password-file": hashFile,
 	})
 	args = append(args, "--kubeconfig="+serviceAccountKubeconfig(t, env, ns, controllerName))
 	log := &lockedBuffer{}
@@ -141,6 +151,28 @@ func TestControllerRunsOnChartRBAC(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("/readyz: %s", resp.Status)
+			}
+			return nil
+		}},
+		{"the dashboard shows the node to the chart's password", func() error {
+			jar, err := cookiejar.New(nil)
+			if err != nil {
+				return err
+			}
+			hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+			resp, err := hc.PostForm("http://"+dash+"/login", url.Values{"password": {string(login.Data["password"])}})
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			resp, err = hc.Get("http://" + dash + "/api/mesh")
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"name":"`+node.Name+`"`) {
+				return fmt.Errorf("/api/mesh: %s %s", resp.Status, body)
 			}
 			return nil
 		}},
