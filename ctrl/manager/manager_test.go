@@ -68,6 +68,22 @@ func TestController(t *testing.T) {
 		}
 	}
 
+	// A daemon's key reaches the desired state apart from its first
+	// SyncState; a policy created before every key is in would be two
+	// changes. The status shows a key once the controller has it.
+	eventually(t, "every VpbluNode shows its daemon's key", 30*time.Second, func() (bool, string) {
+		for _, n := range names {
+			vn := &v1alpha1.VpbluNode{}
+			if err := c.Env.Client.Get(ctx, client.ObjectKey{Name: n}, vn); err != nil {
+				return false, err.Error()
+			}
+			if vn.Status.PublicKey != b64(clustertest.PublicKey(n)) {
+				return false, n + " shows key " + vn.Status.PublicKey
+			}
+		}
+		return true, ""
+	})
+
 	peerLine := func(i int) string {
 		n := clustertest.NodeName(i)
 		return "peer " + n + " key=" + b64(clustertest.PublicKey(n)) + " endpoint=" + clustertest.NodeIP(i) + ":51820 allowed=[" + clustertest.PodCIDR(i) + "] keepalive=25"
