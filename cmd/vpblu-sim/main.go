@@ -98,11 +98,11 @@ func up(opts sim.Options, exitAfter bool) error {
 	if err := show(ctx, c); err != nil {
 		return err
 	}
+	urls, password := c.Dashboards()
+	fmt.Printf("\nDashboard: %s (password %s; the other replica serves %s)\n", urls[0], password, strings.Join(urls[1:], ", "))
 	if exitAfter {
 		return nil
 	}
-	urls, password := c.Dashboards()
-	fmt.Printf("\nDashboard: %s (password %s; the other replica serves %s)\n", urls[0], password, strings.Join(urls[1:], ", "))
 	fmt.Printf("\nThe mesh stays up. Try:\n  export KUBECONFIG=%s PATH=%s:$PATH\n  kubectl get vpblunodes -o wide\n  kubectl vpblu status; kubectl vpblu graph | dot -Tsvg > mesh.svg; kubectl vpblu rotate %s --wait\n  ip netns exec %s ping %s\nCtrl-C or `vpblu-sim down` ends it.\n",
 		c.Kubeconfig(), filepath.Dir(c.Binaries().Plugin), c.Net.Nodes[0].Name, c.Net.Nodes[0].Pods[0].NS.Name, c.Net.Nodes[len(c.Net.Nodes)-1].Pods[0].IPv4)
 	<-ctx.Done()
@@ -135,11 +135,6 @@ func show(ctx context.Context, c *sim.Cluster) error {
 	}
 	fmt.Printf("mesh formed in %s\n\n", time.Since(applied).Round(time.Millisecond))
 
-	out, err := c.KubectlVpblu(ctx, "status")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("$ kubectl vpblu status\n%s\n", out)
 	for _, n := range c.Nodes() {
 		peers, err := c.WireGuard(ctx, n.Name)
 		if err != nil {
@@ -173,17 +168,22 @@ func show(ctx context.Context, c *sim.Cluster) error {
 	}
 	fmt.Println("only WireGuard crossed the underlay: pod traffic is encrypted")
 
-	// verify reads the same status the controller writes, which can lag
-	// the handshakes by a report interval.
+	// The plugin reads the status the controller writes, which trails
+	// the handshakes by a report interval: wait for verify to pass first.
 	deadline := time.Now().Add(30 * time.Second)
+	var verify string
 	for {
-		out, err = c.KubectlVpblu(ctx, "verify")
+		verify, err = c.KubectlVpblu(ctx, "verify")
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(time.Second)
 	}
-	fmt.Printf("\n$ kubectl vpblu verify\n%s", out)
+	status, serr := c.KubectlVpblu(ctx, "status")
+	if serr != nil {
+		return serr
+	}
+	fmt.Printf("\n$ kubectl vpblu status\n%s\n$ kubectl vpblu verify\n%s", status, verify)
 	return err
 }
 

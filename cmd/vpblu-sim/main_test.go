@@ -27,7 +27,7 @@ func TestUpShowsAWorkingMeshAndLeavesNothingBehind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := t.TempDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "../vpblu-controller", "../vpblu-agent", ".")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "../vpblu-controller", "../vpblu-agent", "../kubectl-vpblu", ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -43,10 +43,14 @@ func TestUpShowsAWorkingMeshAndLeavesNothingBehind(t *testing.T) {
 	for _, want := range []string{
 		"agents connected",
 		"mesh formed in",
-		"kubectl get vpblunodes -o wide",
+		"kubectl vpblu status",
+		"3 nodes, 3 tunnels wanted",
 		"handshake",
 		"0 cleartext pod packets",
 		"only WireGuard crossed the underlay",
+		"kubectl vpblu verify",
+		"checks passed: 3 nodes, 3 tunnels",
+		"Dashboard: http://",
 		"tearing down",
 	} {
 		if !strings.Contains(string(out), want) {
