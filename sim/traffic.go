@@ -74,10 +74,13 @@ type Flow struct {
 const flowReadBuffer = 4 << 20
 
 // flowPorts hands each flow its own destination port, so any number of
-// flows may share a destination address.
+// flows may share a destination address. The ports lie below the
+// kernel's ephemeral range (32768-60999): a sender in the same pod, bound
+// to an ephemeral port, once took a receiver's port ("address already in
+// use").
 var flowPorts atomic.Uint32
 
-func nextFlowPort() int { return 47000 + int(flowPorts.Add(1)%2000) }
+func nextFlowPort() int { return 20000 + int(flowPorts.Add(1)%10000) }
 
 // StartFlow starts a flow of rate datagrams per second from src (inside
 // srcNS) to dst (inside dstNS). The sockets are created inside the
