@@ -170,16 +170,23 @@ func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
 	fs := newFlowSet(t)
 	for _, pair := range crossNodePairs(c) {
 		for _, fam := range families {
-			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), flowRate(rate))
-			if err != nil {
-				fs.stop(0)
-				t.Fatalf("start flow %s → %s %s: %v", pair[0].Name, pair[1].Name, fam, err)
-			}
-			fs.names = append(fs.names, fmt.Sprintf("%s→%s/%s", pair[0].Name, pair[1].Name, fam))
-			fs.flows = append(fs.flows, f)
+			fs.add(t, c, pair[0], pair[1], fam, flowRate(rate))
 		}
 	}
 	return fs
+}
+
+// add starts a flow from → to in family fam at rate datagrams per second;
+// if it cannot, the set stops and the test ends.
+func (fs *flowSet) add(t testing.TB, c Cluster, from, to Pod, fam string, rate int) {
+	t.Helper()
+	f, err := c.StartFlow(from, to, to.Addr(fam), rate)
+	if err != nil {
+		fs.stop(0)
+		t.Fatalf("start flow %s → %s %s: %v", from.Name, to.Name, fam, err)
+	}
+	fs.names = append(fs.names, fmt.Sprintf("%s→%s/%s", from.Name, to.Name, fam))
+	fs.flows = append(fs.flows, f)
 }
 
 // stop stops every flow at once, waits grace for what is in flight, and

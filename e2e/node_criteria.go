@@ -52,12 +52,7 @@ func TestNodeJoinAndDelete(t *testing.T, c Cluster) {
 			}
 			for _, fam := range families {
 				for _, dir := range [][2]Pod{{p, q}, {q, p}} {
-					f, err := c.StartFlow(dir[0], dir[1], dir[1].Addr(fam), flowRate(100))
-					if err != nil {
-						t.Fatal(err)
-					}
-					joinFlows.flows = append(joinFlows.flows, f)
-					joinFlows.names = append(joinFlows.names, fmt.Sprintf("%s→%s/%s", dir[0].Name, dir[1].Name, fam))
+					joinFlows.add(t, c, dir[0], dir[1], fam, flowRate(100))
 				}
 			}
 			break

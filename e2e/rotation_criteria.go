@@ -511,13 +511,7 @@ func startPairFlows(t testing.TB, c Cluster, pairs [][2]Pod) *flowSet {
 			if fam == "v6" {
 				rate = flowRate(rotationRateV6)
 			}
-			f, err := c.StartFlow(pair[0], pair[1], pair[1].Addr(fam), rate)
-			if err != nil {
-				fs.stop(0)
-				t.Fatalf("start flow %s → %s %s: %v", pair[0].Name, pair[1].Name, fam, err)
-			}
-			fs.names = append(fs.names, fmt.Sprintf("%s→%s/%s", pair[0].Name, pair[1].Name, fam))
-			fs.flows = append(fs.flows, f)
+			fs.add(t, c, pair[0], pair[1], fam, rate)
 		}
 	}
 	return fs

@@ -112,11 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if !c.OK {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(stdout, "%s %s: %s", mark, c.Subject, c.What)
-			if c.Detail != "" {
-				fmt.Fprintf(stdout, ": %s", c.Detail)
-			}
-			fmt.Fprintln(stdout)
+			fmt.Fprintf(stdout, "%s %s\n", mark, c)
 		}
 		if n := meshview.Failed(checks); n > 0 {
 			fmt.Fprintf(stdout, "%d of %d checks failed\n", n, len(checks))

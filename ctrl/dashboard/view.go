@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"cmp"
-	"slices"
 	"strings"
 	"time"
 
@@ -93,47 +91,43 @@ type Reports func(node string) *meshpb.TunnelStatus
 // NewView builds the page's view of m, with each node's last report.
 func NewView(m *meshview.Mesh, reports Reports) View {
 	v := View{Time: m.Now, Problems: m.Problems}
-	status := map[string]*meshpb.TunnelStatus{}
+	// Per node: its last report's peers by name, and whether it is healthy,
+	// so each tunnel is looked up, not searched for.
+	peers := map[string]map[string]*meshpb.PeerStatus{}
+	healthy := map[string]bool{}
 	for _, n := range m.Nodes {
+		healthy[n.Name] = n.Healthy()
+		var s *meshpb.TunnelStatus
 		if reports != nil {
-			if s := reports(n.Name); s != nil {
-				status[n.Name] = s
+			if s = reports(n.Name); s != nil {
+				peers[n.Name] = latestPeers(s)
 				v.Live = true
 			}
 		}
 		st := n.Status()
 		nv := NodeView{
 			Name: n.Name, Endpoint: st.Endpoint, Backend: string(st.Backend), PeersUp: st.PeersUp, PeersWanted: len(n.WantPeers),
-			KeyGeneration: st.KeyGeneration, RotationPhase: string(st.RotationPhase), Healthy: n.Healthy(), Note: n.Note(),
+			KeyGeneration: st.KeyGeneration, RotationPhase: string(st.RotationPhase), Healthy: healthy[n.Name], Note: n.Note(),
 			Connected: isTrue(n.Condition(v1alpha1.ConditionConnected)), Ready: isTrue(n.Condition(v1alpha1.ConditionReady)),
 			LastSeen: -1, Drops: map[string]uint64{},
 		}
 		if st.LastSeen != nil {
 			nv.LastSeen = m.Now.Sub(st.LastSeen.Time).Seconds()
 		}
-		if s := status[n.Name]; s != nil {
-			for verdict, count := range s.GetVerdicts() {
-				if strings.Contains(verdict, "drop") {
-					nv.Drops[verdict] = count
-				}
+		for verdict, count := range s.GetVerdicts() {
+			if strings.Contains(verdict, "drop") {
+				nv.Drops[verdict] = count
 			}
 		}
 		v.Nodes = append(v.Nodes, nv)
 	}
 	for _, t := range m.Tunnels {
-		tv := Tunnel{A: t.A, B: t.B, HandshakeA: -1, HandshakeB: -1}
-		healthy := true
-		for _, n := range m.Nodes {
-			if n.Name == t.A || n.Name == t.B {
-				healthy = healthy && n.Healthy()
-			}
-		}
-		tv.Healthy = healthy
-		if p := peer(status[t.A], t.B); p != nil {
+		tv := Tunnel{A: t.A, B: t.B, HandshakeA: -1, HandshakeB: -1, Healthy: healthy[t.A] && healthy[t.B]}
+		if p := peers[t.A][t.B]; p != nil {
 			tv.HandshakeA = handshakeAge(m.Now, p)
 			tv.RxBytes, tv.TxBytes = p.GetRxBytes(), p.GetTxBytes()
 		}
-		if p := peer(status[t.B], t.A); p != nil {
+		if p := peers[t.B][t.A]; p != nil {
 			tv.HandshakeB = handshakeAge(m.Now, p)
 		}
 		v.Tunnels = append(v.Tunnels, tv)
@@ -159,27 +153,23 @@ func NewView(m *meshview.Mesh, reports Reports) View {
 	v.Checks = len(checks)
 	for _, c := range checks {
 		if !c.OK {
-			v.Failures = append(v.Failures, c.Subject+": "+c.What+": "+c.Detail)
+			v.Failures = append(v.Failures, c.String())
 		}
 	}
 	return v
 }
 
-// peer finds the report's entry for node on the mesh interface, or the
-// most recent one while a rotation runs a second interface.
-func peer(s *meshpb.TunnelStatus, node string) *meshpb.PeerStatus {
-	var found []*meshpb.PeerStatus
+// latestPeers indexes a report's peers by node; while a rotation runs a
+// second interface a node is listed twice, and the more recent handshake
+// counts.
+func latestPeers(s *meshpb.TunnelStatus) map[string]*meshpb.PeerStatus {
+	out := make(map[string]*meshpb.PeerStatus, len(s.GetPeers()))
 	for _, p := range s.GetPeers() {
-		if p.GetNode() == node {
-			found = append(found, p)
+		if old, ok := out[p.GetNode()]; !ok || p.GetLastHandshakeUnixNano() > old.GetLastHandshakeUnixNano() {
+			out[p.GetNode()] = p
 		}
 	}
-	if len(found) == 0 {
-		return nil
-	}
-	return slices.MaxFunc(found, func(a, b *meshpb.PeerStatus) int {
-		return cmp.Compare(a.GetLastHandshakeUnixNano(), b.GetLastHandshakeUnixNano())
-	})
+	return out
 }
 
 func handshakeAge(now time.Time, p *meshpb.PeerStatus) float64 {

@@ -12,10 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/flowcontrol"
@@ -50,7 +47,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	log := opts.Logger
-	scheme := NewScheme()
+	scheme := reconcile.Scheme()
 
 	direct, err := client.New(opts.Config, client.Options{Scheme: scheme})
 	if err != nil {
@@ -244,15 +241,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	log.Info("starting", "stream", lis.Addr().String(), "namespace", opts.Namespace, "leaderElection", opts.LeaderElection)
 	return mgr.Start(ctx)
-}
-
-// NewScheme returns the types the controller reads and writes: the core
-// Kubernetes ones and vpblu's.
-func NewScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
-	return s
 }
 
 // leaseLock returns the leader election lock. It talks to the API server

@@ -147,9 +147,7 @@ func Load(ctx context.Context, r client.Reader, now time.Time) (*Mesh, error) {
 	}
 	slices.SortFunc(m.Tunnels, func(a, b Tunnel) int { return cmp.Or(cmp.Compare(a.A, b.A), cmp.Compare(a.B, b.B)) })
 
-	if m.Policies, err = listPolicies(ctx, r); err != nil {
-		return nil, err
-	}
+	m.Policies = policies(pol)
 	m.Rotations = rots.Items
 	slices.SortFunc(m.Rotations, func(a, b v1alpha1.RotationPolicy) int { return cmp.Compare(a.Name, b.Name) })
 	return m, nil
@@ -179,34 +177,22 @@ func podsByNode(ctx context.Context, r client.Reader, nodes []corev1.Node) (map[
 	return out, nil
 }
 
-func listPolicies(ctx context.Context, r client.Reader) ([]Policy, error) {
-	var (
-		tl  v1alpha1.TunnelPolicyList
-		rl  v1alpha1.RoutePolicyList
-		bl  v1alpha1.BlockPolicyList
-		out []Policy
-	)
-	if err := r.List(ctx, &tl); err != nil {
-		return nil, fmt.Errorf("list tunnelpolicies: %w", err)
-	}
-	if err := r.List(ctx, &rl); err != nil {
-		return nil, fmt.Errorf("list routepolicies: %w", err)
-	}
-	if err := r.List(ctx, &bl); err != nil {
-		return nil, fmt.Errorf("list blockpolicies: %w", err)
-	}
+// policies describes the policies core/desired was given (the same ones
+// the controller reads: not those being deleted).
+func policies(pol desired.Policies) []Policy {
+	var out []Policy
 	add := func(kind, name string, gen int64, s v1alpha1.PolicyStatus) {
 		out = append(out, Policy{Kind: kind, Name: name, Nodes: s.Nodes, NodesApplied: s.NodesApplied, Generation: gen, Observed: s.ObservedGeneration, Conditions: s.Conditions})
 	}
-	for _, p := range tl.Items {
+	for _, p := range pol.Tunnel {
 		add("TunnelPolicy", p.Name, p.Generation, p.Status)
 	}
-	for _, p := range rl.Items {
+	for _, p := range pol.Route {
 		add("RoutePolicy", p.Name, p.Generation, p.Status.PolicyStatus)
 	}
-	for _, p := range bl.Items {
+	for _, p := range pol.Block {
 		add("BlockPolicy", p.Name, p.Generation, p.Status)
 	}
 	slices.SortFunc(out, func(a, b Policy) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name)) })
-	return out, nil
+	return out
 }

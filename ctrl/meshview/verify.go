@@ -98,6 +98,15 @@ func Verify(m *Mesh) []Check {
 	return out
 }
 
+// String is "subject: claim", followed by ": detail" when it failed.
+func (c Check) String() string {
+	s := c.Subject + ": " + c.What
+	if c.Detail != "" {
+		s += ": " + c.Detail
+	}
+	return s
+}
+
 // Failed counts the failed checks.
 func Failed(checks []Check) int {
 	n := 0

@@ -60,7 +60,7 @@ func Frame(ctx context.Context, r client.Reader, now time.Time, every time.Durat
 	fmt.Fprintf(&b, "\nverify: %d of %d checks fail\n", failed, len(checks))
 	for _, c := range checks {
 		if !c.OK {
-			fmt.Fprintf(&b, "  %s: %s: %s\n", c.Subject, c.What, c.Detail)
+			fmt.Fprintf(&b, "  %s\n", c)
 		}
 	}
 	return b.String()

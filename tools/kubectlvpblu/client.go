@@ -3,22 +3,11 @@ package kubectlvpblu
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
+	"github.com/lumbrjx/vpblu/ctrl/reconcile"
 )
-
-// Scheme returns the types the plugin reads: core Kubernetes and vpblu.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
-	return s
-}
 
 // NewClient returns a client for the cluster a kubeconfig names, read as
 // kubectl reads it: kubeconfig (or $KUBECONFIG, or ~/.kube/config) and
@@ -30,7 +19,7 @@ func NewClient(kubeconfig, kubeContext string) (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: reconcile.Scheme()})
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", cfg.Host, err)
 	}
