@@ -64,6 +64,8 @@ func TestBlockPolicy(t *testing.T, c Cluster) {
 		flow.Stop(0)
 		bs := other.Stop(300 * time.Millisecond)
 		p99 := percentile(latencies, 99)
+		t.Logf("%s: block enforcement over %d applications: %v", fam, len(latencies), latencies)
+		figure(t, "block-apply-p50-ms-"+fam, ms(percentile(latencies, 50)))
 		figure(t, "block-apply-p99-ms-"+fam, ms(p99))
 		figure(t, "block-apply-max-ms-"+fam, ms(percentile(latencies, 100)))
 		checkTiming(t, fmt.Sprintf("%s: block enforcement p99 over %d applications %v", fam, len(latencies), latencies), p99, 100*time.Millisecond)

@@ -64,7 +64,9 @@ func TestLeaderFailover(t *testing.T, c Cluster) {
 	figure(t, "failover-ms", ms(took))
 	// Within the lease duration, plus the standby's retry period (it
 	// sees the expiry at its next attempt, an eighth of the lease in the
-	// simulator), plus the agents' retry (5s).
+	// simulator), plus the agents' retry: while a standby answers "not
+	// leader" they poll at most 2.4 s apart (stream.Backoff.StandbyMax
+	// with jitter); 5 s leaves room for a loaded machine.
 	checkTiming(t, "serving every agent from the new leader after the kill", took, c.LeaseDuration()*9/8+5*time.Second)
 	time.Sleep(time.Second)
 	sent, lost, detail := fs.stop(300 * time.Millisecond)

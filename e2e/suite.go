@@ -31,9 +31,13 @@ var Criteria = []Criterion{
 	{"15-dashboard", TestDashboard},
 }
 
-// Run runs every criterion against c as subtests.
-func Run(t *testing.T, c Cluster) {
+// Run runs every criterion against c as subtests and returns the names
+// of those that failed, for a runner to repeat after its logs.
+func Run(t *testing.T, c Cluster) (failed []string) {
 	for _, cr := range Criteria {
-		t.Run(cr.Name, func(t *testing.T) { cr.Test(t, c) })
+		if !t.Run(cr.Name, func(t *testing.T) { cr.Test(t, c) }) {
+			failed = append(failed, cr.Name)
+		}
 	}
+	return failed
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func TestE2E(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start the simulated cluster: %v", err)
 	}
+	var failed []string
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpLogs(t, c)
@@ -43,9 +45,13 @@ func TestE2E(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Errorf("tear down: %v", err)
 		}
+		// Last, so that a log cut to its tail still names them.
+		if len(failed) > 0 {
+			t.Logf("failed criteria (their messages are above the processes' logs): %s", strings.Join(failed, ", "))
+		}
 	})
 	t.Logf("cluster up: %d nodes, backend %s", len(c.Nodes()), c.Backend())
-	e2e.Run(t, c)
+	failed = e2e.Run(t, c)
 }
 
 func dumpLogs(t *testing.T, c *Cluster) {

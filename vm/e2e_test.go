@@ -79,6 +79,21 @@ func emulationEnv() []string {
 	return []string{"VPBLU_E2E_SLOWDOWN=10", "VPBLU_SIM_LEASE_DURATION=30s"}
 }
 
+// failures returns the suite's lines that say what failed: the
+// "--- FAIL" lines and the runner's list of failed criteria, so the
+// message that ends a long log still names them.
+func failures(out []byte) string {
+	var b strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, "--- FAIL") || strings.Contains(l, "failed criteria") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
 // figures returns the suite's "e2e: name value" lines.
 func figures(out []byte) []string {
 	var lines []string
@@ -159,7 +174,7 @@ func TestAcceptanceSuiteInGuestWithKernelWireGuard(t *testing.T) {
 					failWithConsole(t, res, "guest run: %v", err)
 				}
 				if res.ExitCode != 0 || !hasLinePrefix(res.Output, "--- PASS: TestE2E") {
-					failWithConsole(t, res, "the suite failed in the guest (exit %d)", res.ExitCode)
+					failWithConsole(t, res, "the suite failed in the guest (exit %d):\n%s", res.ExitCode, failures(res.Output))
 				}
 				if !bytes.Contains(res.Output, []byte("backend kernel")) {
 					failWithConsole(t, res, "the guest's agents did not run the kernel backend")

@@ -146,7 +146,6 @@ func fanout(b *testing.B, n int) (time.Duration, int64) {
 	}
 	b.ResetTimer()
 	t0 := time.Now()
-	fmt.Fprintf(os.Stderr, "TRACE %s t0\n", t0.Format("15:04:05.000"))
 	if err := c.CreateNodes(ctx, []*corev1.Node{newNode}, 1); err != nil {
 		b.Fatal(err)
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -161,7 +159,6 @@ func (f *Feed) reconcile(ctx context.Context, it item) (reconcile.Result, error)
 }
 
 func (f *Feed) syncNode(ctx context.Context, name string) error {
-	fmt.Fprintf(os.Stderr, "TRACE %s syncNode %s\n", time.Now().Format("15:04:05.000"), name)
 	src, err := readNode(ctx, f.opts.Reader, f.opts.Keys, name)
 	if errors.Is(err, errNodeGone) {
 		f.opts.Keys.Forget(name)

@@ -2,10 +2,7 @@ package reconcile
 
 import (
 	"errors"
-	"fmt"
-	"os"
 	"sync"
-	"time"
 
 	"github.com/lumbrjx/vpblu/core/desired"
 	"github.com/lumbrjx/vpblu/core/meshpb"
@@ -105,9 +102,7 @@ func (p *Planner) UpsertNode(n desired.Node) (bool, error) {
 		p.mu.Unlock()
 		return false, nil
 	}
-	tU := time.Now()
 	up, err := p.engine.UpsertNode(n)
-	fmt.Fprintf(os.Stderr, "TRACE %s engine upsert %s took %v\n", time.Now().Format("15:04:05.000"), n.Name, time.Since(tU))
 	if err != nil {
 		p.mu.Unlock()
 		return false, err
@@ -193,9 +188,7 @@ func (p *Planner) pushLocked(up desired.Update) Change {
 		out[nd.Node] = shallowCopy(proto)
 		nodes = append(nodes, nd.Node)
 	}
-	tP := time.Now()
 	p.push.Push(gen, out)
-	fmt.Fprintf(os.Stderr, "TRACE %s push %d deltas took %v\n", time.Now().Format("15:04:05.000"), len(out), time.Since(tP))
 	return Change{Gen: gen, Nodes: nodes}
 }
 

@@ -34,7 +34,7 @@ const (
 )
 
 // NotLeaderMessage is the status message a standby ends streams with.
-const NotLeaderMessage = "not leader"
+const NotLeaderMessage = meshpb.NotLeader
 
 // Options configure a Server.
 type Options struct {

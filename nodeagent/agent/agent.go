@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/lumbrjx/vpblu/bpf"
@@ -12,6 +13,7 @@ import (
 	"github.com/lumbrjx/vpblu/nodeagent/mss"
 	"github.com/lumbrjx/vpblu/nodeagent/rotation"
 	"github.com/lumbrjx/vpblu/nodeagent/route"
+	"github.com/lumbrjx/vpblu/nodeagent/wg"
 )
 
 // Agent makes a node's desired state true. Its methods are safe for
@@ -29,6 +31,7 @@ type Agent struct {
 	cur         *desired.NodeState // the state last reconciled in full
 	lastErr     error              // the last reconcile's error
 	lastBPF     *bpf.State         // the data plane state last applied
+	written     written            // what the last reconciles wrote outside eBPF
 	overlay     rotation.Overlay   // what the rotation lays over the state
 	deliver     int                // ifindex deliver is attached to
 	tempUp      bool               // the last reconcile composed the temporary interface
@@ -125,6 +128,26 @@ func (a *Agent) State() (desired.NodeState, bool) {
 	return *a.cur, true
 }
 
+// written is what the agent last wrote to WireGuard, routing and the MSS
+// clamp. A Delta skips the parts whose configuration it leaves as they
+// were: a BlockPolicy then costs one eBPF map swap, not a pass over every
+// WireGuard peer, route and nftables rule (the userspace backend's UAPI
+// round trips and the netlink dumps made up most of a block's latency).
+// A SyncState (on every connect and periodic tick) writes every part, so
+// the agent still corrects what someone else changed on the node.
+// Cleared whenever the node may no longer match it.
+type written struct {
+	mesh, temp *wg.Config
+	routes     *route.Config
+	clamp      *mss.Config
+}
+
+// unchanged reports whether an incremental reconcile may skip writing
+// want because last holds it.
+func unchanged[T any](incremental bool, last *T, want T) bool {
+	return incremental && last != nil && reflect.DeepEqual(*last, want)
+}
+
 // Reconcile makes s true, with the rotation in progress laid over it:
 // WireGuard first (wg-mesh, then the temporary interface), then routing
 // and MTU, the MSS clamp, and the eBPF maps last, so steering only ever
@@ -137,8 +160,14 @@ func (a *Agent) State() (desired.NodeState, bool) {
 // interrupted is completed, and after every one the key supersessions
 // the state no longer needs are dropped.
 func (a *Agent) Reconcile(ctx context.Context, s desired.NodeState) error {
+	return a.reconcile(ctx, s, false)
+}
+
+// reconcile is Reconcile; incremental skips the WireGuard, routing and
+// clamp configurations written last (see written).
+func (a *Agent) reconcile(ctx context.Context, s desired.NodeState, incremental bool) error {
 	a.mu.Lock()
-	err := a.reconcileLocked(ctx, s)
+	err := a.reconcileLocked(ctx, s, incremental)
 	a.lastErr = err
 	if err == nil {
 		a.cur = &s
@@ -150,7 +179,14 @@ func (a *Agent) Reconcile(ctx context.Context, s desired.NodeState) error {
 	return a.afterReconcile(s)
 }
 
-func (a *Agent) reconcileLocked(ctx context.Context, s desired.NodeState) error {
+func (a *Agent) reconcileLocked(ctx context.Context, s desired.NodeState, incremental bool) (err error) {
+	defer func() {
+		if err != nil {
+			// The parts before the failing one run the new state: the
+			// next reconcile writes every part again.
+			a.written = written{}
+		}
+	}()
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -163,22 +199,35 @@ func (a *Agent) reconcileLocked(ctx context.Context, s desired.NodeState) error 
 	if err != nil {
 		return fmt.Errorf("rotation: %w", err)
 	}
-	if err := a.d.Tunnels.Set(c.Mesh); err != nil {
-		return fmt.Errorf("wireguard: %w", err)
+	if !unchanged(incremental, a.written.mesh, c.Mesh) {
+		if err := a.d.Tunnels.Set(c.Mesh); err != nil {
+			return fmt.Errorf("wireguard: %w", err)
+		}
+		a.written.mesh = &c.Mesh
 	}
-	if c.Temp != nil {
+	if c.Temp == nil {
+		// The executor deletes the interface once its path is gone.
+		a.written.temp = nil
+	} else if !unchanged(incremental, a.written.temp, *c.Temp) {
 		if err := a.d.Tunnels.Set(*c.Temp); err != nil {
 			return fmt.Errorf("wireguard: %w", err)
 		}
+		a.written.temp = c.Temp
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := a.d.Routes.Set(c.Routes); err != nil {
-		return fmt.Errorf("routing: %w", err)
+	if !unchanged(incremental, a.written.routes, c.Routes) {
+		if err := a.d.Routes.Set(c.Routes); err != nil {
+			return fmt.Errorf("routing: %w", err)
+		}
+		a.written.routes = &c.Routes
 	}
-	if err := a.d.Clamp.Set(mssConfig(a.d.Routes.MTU(), a.opts)); err != nil {
-		return fmt.Errorf("mss clamp: %w", err)
+	if clamp := mssConfig(a.d.Routes.MTU(), a.opts); !unchanged(incremental, a.written.clamp, clamp) {
+		if err := a.d.Clamp.Set(clamp); err != nil {
+			return fmt.Errorf("mss clamp: %w", err)
+		}
+		a.written.clamp = &clamp
 	}
 	// The maps are replaced whole; an unchanged state is not rewritten.
 	bs, err := c.BPF.Canonical()
@@ -303,6 +352,8 @@ func (a *Agent) onLink(ev LinkEvent) error {
 		}
 		a.deliver = ev.Index
 	case ev.Name == a.opts.Interface && ev.Gone:
+		// The next reconcile creates it again, whatever it changes.
+		a.written = written{}
 		if ev.Index == a.deliver {
 			a.deliver = 0
 		}
@@ -312,6 +363,7 @@ func (a *Agent) onLink(ev LinkEvent) error {
 		}
 		return a.setTempDeliverLocked(ev.Index)
 	case ev.Name == a.opts.RotationInterface && ev.Gone:
+		a.written.temp = nil
 		return a.tempGoneLocked(ev.Index)
 	case !a.opts.podInterface(ev.Name):
 		return nil
@@ -352,7 +404,7 @@ func (a *Agent) Close() error {
 func (a *Agent) Uninstall() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.cur, a.lastBPF, a.deliver, a.classify = nil, nil, 0, map[int]string{}
+	a.cur, a.lastBPF, a.written, a.deliver, a.classify = nil, nil, written{}, 0, map[int]string{}
 	a.overlay, a.tempUp, a.deliverTemp, a.tempPin = rotation.Overlay{}, false, 0, 0
 	return errors.Join(
 		a.d.Datapath.Remove(),

@@ -359,6 +359,58 @@ func TestApplyAcksByOutcome(t *testing.T) {
 	}
 }
 
+// A Delta that leaves peers and routes as they were (a BlockPolicy) swaps
+// the eBPF maps and does not go over WireGuard, routing and the clamp
+// again; a SyncState does, and so puts back what someone else changed.
+func TestBlockDeltaWritesOnlyTheMapsAndSyncStateRepairsTheRest(t *testing.T) {
+	ctx := context.Background()
+	two, blocked := states["two-peers-strict"], states["with-blocks"]
+	r := newRig(t, "")
+	apply := func(msg *meshpb.ControllerMessage) {
+		t.Helper()
+		if code, err := r.a.Apply(ctx, msg); code != meshpb.AckCode_ACK_OK {
+			t.Fatalf("Apply = %s (%v), want ACK_OK", code, err)
+		}
+	}
+	apply(syncMsg(two, 1))
+
+	// Someone else removes a peer and a route behind the agent's back.
+	if err := r.wgb.Configure(wg.MeshInterface, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: wgtypes.Key(peerC.PublicKey), Remove: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	routes, err := r.rk.Routes(route.DefaultTable)
+	if err != nil || len(routes) == 0 {
+		t.Fatalf("routes of table %d: %v, %v", route.DefaultTable, routes, err)
+	}
+	if err := r.rk.DelRoute(routes[0]); err != nil {
+		t.Fatal(err)
+	}
+	drifted := r.render()
+
+	applies := r.dp.applies
+	apply(deltaMsg(two, blocked, 2))
+	if r.dp.applies != applies+1 {
+		t.Errorf("the block delta applied the maps %d times, want once", r.dp.applies-applies)
+	}
+	if got, want := r.dp.Render(), golden(t, "with-blocks", ""); !strings.HasSuffix(want, "# ebpf\n"+got) {
+		t.Errorf("maps after the block delta:\n%s\nwant the with-blocks maps:\n%s", got, want)
+	}
+	if d := cmp.Diff(sectionsBefore(drifted, "# ebpf"), sectionsBefore(r.render(), "# ebpf")); d != "" {
+		t.Errorf("the block delta went over WireGuard, routing or the clamp (-before +after):\n%s", d)
+	}
+
+	apply(syncMsg(blocked, 3))
+	if d := cmp.Diff(golden(t, "with-blocks", ""), r.render()); d != "" {
+		t.Errorf("SyncState did not repair the node (-golden +got):\n%s", d)
+	}
+}
+
+// sectionsBefore is the part of a render before the line marker.
+func sectionsBefore(render, marker string) string {
+	before, _, _ := strings.Cut(render, marker)
+	return before
+}
+
 func TestHelloDescribesTheNode(t *testing.T) {
 	r := newRig(t, "")
 	h, err := r.a.Hello(context.Background())

@@ -44,8 +44,9 @@ func ackCode(err error) meshpb.AckCode {
 	}
 }
 
-// Apply implements stream.Handler: a SyncState is reconciled as given, a
-// Delta on top of the state last reconciled, a rotation command is
+// Apply implements stream.Handler: a SyncState is reconciled as given
+// (every part), a Delta on top of the state last reconciled (only the
+// parts whose configuration it changes), a rotation command is
 // carried out by the rotation executor (its reports go to the Reporter;
 // ACK_INVALID for a command that can never be carried out, ACK_FAILED
 // for any other failure, after which the node stands at the last step
@@ -79,7 +80,7 @@ func (a *Agent) apply(ctx context.Context, msg *meshpb.ControllerMessage) error 
 		if err != nil {
 			return err
 		}
-		return a.Reconcile(ctx, next)
+		return a.reconcile(ctx, next, true)
 	default:
 		return fmt.Errorf("%w: command %T", ErrInvalid, cmd)
 	}

@@ -33,7 +33,7 @@ func (h host) Apply(o rotation.Overlay) error {
 	if a.cur == nil {
 		return rotation.ErrNoDesiredState
 	}
-	err := a.reconcileLocked(context.Background(), *a.cur)
+	err := a.reconcileLocked(context.Background(), *a.cur, false)
 	a.lastErr = err
 	return err
 }
@@ -54,12 +54,16 @@ func (t tempTunnels) Delete(name string) error {
 	if err := a.d.Tunnels.Delete(name); err != nil {
 		return err
 	}
-	if name != a.opts.RotationInterface {
-		return nil
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.tempGoneLocked(0)
+	switch name {
+	case a.opts.Interface:
+		a.written = written{}
+	case a.opts.RotationInterface:
+		a.written.temp = nil
+		return a.tempGoneLocked(0)
+	}
+	return nil
 }
 
 // SetReporter sets where key and rotation reports go (the stream

@@ -8,15 +8,23 @@ import (
 // Backoff is the reconnect delay: Initial, multiplied by Multiplier after
 // every failed round over all addresses, at most Max, each delay spread by
 // ±Jitter (a fraction) so that daemons do not reconnect in lockstep.
+//
+// A round in which a controller answered "not leader" waits at most
+// StandbyMax: a standby is alive, so a leader election is under way (a
+// failover), and SPEC §6 wants every daemon on the new leader within
+// seconds of it taking over, not after a delay that grew while the old
+// lease ran out. A standby refuses before reviewing the token, so the
+// polling costs it a TLS handshake per daemon per StandbyMax.
 type Backoff struct {
 	Initial    time.Duration
 	Max        time.Duration
+	StandbyMax time.Duration
 	Multiplier float64
 	Jitter     float64
 }
 
 // DefaultBackoff is used for zero fields.
-var DefaultBackoff = Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2, Jitter: 0.2}
+var DefaultBackoff = Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, StandbyMax: 2 * time.Second, Multiplier: 2, Jitter: 0.2}
 
 func (b Backoff) withDefaults() Backoff {
 	if b.Initial <= 0 {
@@ -24,6 +32,9 @@ func (b Backoff) withDefaults() Backoff {
 	}
 	if b.Max <= 0 {
 		b.Max = DefaultBackoff.Max
+	}
+	if b.StandbyMax <= 0 {
+		b.StandbyMax = DefaultBackoff.StandbyMax
 	}
 	if b.Multiplier < 1 {
 		b.Multiplier = DefaultBackoff.Multiplier
@@ -46,4 +57,16 @@ func (b Backoff) Delay(n int, r float64) time.Duration {
 	return time.Duration(d)
 }
 
-func (b Backoff) delay(n int) time.Duration { return b.Delay(n, rand.Float64()) }
+// StandbyDelay is the delay after n failed rounds when the last one met a
+// standby: Delay, at most StandbyMax (before jitter).
+func (b Backoff) StandbyDelay(n int, r float64) time.Duration {
+	b.Max = min(b.Max, b.StandbyMax)
+	return b.Delay(n, r)
+}
+
+func (b Backoff) delay(n int, standby bool) time.Duration {
+	if standby {
+		return b.StandbyDelay(n, rand.Float64())
+	}
+	return b.Delay(n, rand.Float64())
+}

@@ -264,6 +264,7 @@ func (c *Client) SendStatus() {
 // needed. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
 	idx, failedRounds, failures := 0, 0, 0
+	standby := false // a controller of this round answered "not leader"
 	for {
 		addr := c.opts.Addresses[idx]
 		established, err := c.session(ctx, addr)
@@ -276,14 +277,16 @@ func (c *Client) Run(ctx context.Context) error {
 		if established {
 			// The leader dropped us: try it again first, after a short
 			// jittered pause.
-			failedRounds, failures = 0, 0
-			wait = c.opts.Backoff.delay(0)
+			failedRounds, failures, standby = 0, 0, false
+			wait = c.opts.Backoff.delay(0, false)
 		} else {
 			idx = (idx + 1) % len(c.opts.Addresses)
 			failures++
+			standby = standby || errors.Is(err, ErrNotLeader)
 			if failures%len(c.opts.Addresses) == 0 {
-				wait = c.opts.Backoff.delay(failedRounds)
+				wait = c.opts.Backoff.delay(failedRounds, standby)
 				failedRounds++
+				standby = false
 			}
 		}
 		if wait > 0 {
@@ -462,7 +465,7 @@ func (c *Client) statusLoop(ctx context.Context, send func(*meshpb.AgentMessage)
 }
 
 func streamErr(addr string, err error) error {
-	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable && s.Message() == "not leader" {
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable && s.Message() == meshpb.NotLeader {
 		return fmt.Errorf("%s: %w", addr, ErrNotLeader)
 	}
 	return fmt.Errorf("%s: %w", addr, err)

@@ -278,6 +278,58 @@ func TestKeepsTryingUntilALeaderAppears(t *testing.T) {
 	waitFor(t, "connected to the new leader", func() bool { st := c.State(); return st.Connected && st.Address == b.addr })
 }
 
+// While the lease of a dead leader runs out, every controller a daemon
+// reaches is a standby; the daemon keeps polling them at most StandbyMax
+// apart, so it is on the new leader soon after the election, not after a
+// backoff grown meanwhile.
+func TestAStandbyKeepsTheBackoffShortUntilTheNewLeaderServes(t *testing.T) {
+	e := newEnv(t)
+	a := startController(t, e.pki, true)
+	b := startController(t, e.pki, true)
+	// Without the standby cap the fourth round would wait 8³ × 20 ms ≈ 10 s.
+	c := e.client(t, []string{a.addr, b.addr}, func(o *stream.Options) {
+		o.Backoff = stream.Backoff{Initial: 20 * time.Millisecond, Max: time.Minute, StandbyMax: 50 * time.Millisecond, Multiplier: 8}
+	})
+	waitFor(t, "four rounds of standbys", func() bool { return b.standbyRefusals() >= 4 })
+	b.mu.Lock()
+	b.notLeader = false
+	b.mu.Unlock()
+	b.setScript(func(s *serverStream) error {
+		if err := s.Send(syncMsg(1)); err != nil {
+			return err
+		}
+		return s.drain()
+	})
+	elected := time.Now()
+	waitFor(t, "connected to the new leader", func() bool { st := c.State(); return st.Connected && st.Address == b.addr })
+	// Generous against a loaded machine, far below the uncapped 20 s.
+	if took := time.Since(elected); took > 5*time.Second {
+		t.Errorf("on the new leader %s after it took over, want ≤ 5s (StandbyMax 50ms)", took)
+	}
+}
+
+// A round in which no controller answers at all (all down, none a
+// standby) backs off to Max as usual.
+func TestStandbyDelayIsCappedOnlyAfterAStandby(t *testing.T) {
+	b := stream.Backoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second, StandbyMax: time.Second, Multiplier: 2, Jitter: 0.2}
+	for _, tc := range []struct {
+		n              int
+		plain, standby time.Duration
+	}{
+		{0, 100 * time.Millisecond, 100 * time.Millisecond},
+		{3, 800 * time.Millisecond, 800 * time.Millisecond},
+		{4, 1600 * time.Millisecond, time.Second},
+		{40, 10 * time.Second, time.Second},
+	} {
+		if got := b.Delay(tc.n, 0.5); got != tc.plain {
+			t.Errorf("Delay(%d) = %s, want %s", tc.n, got, tc.plain)
+		}
+		if got := b.StandbyDelay(tc.n, 0.5); got != tc.standby {
+			t.Errorf("StandbyDelay(%d) = %s, want %s", tc.n, got, tc.standby)
+		}
+	}
+}
+
 func TestTokenIsReReadWhenTheFileChanges(t *testing.T) {
 	e := newEnv(t)
 	fc := startController(t, e.pki, false)

@@ -83,6 +83,8 @@ type fakeController struct {
 	addr string
 	// notLeader makes every stream end at once, as a standby's does.
 	notLeader bool
+	// refused counts the streams ended as a standby.
+	refused int
 
 	mu       sync.Mutex
 	sessions []*session
@@ -150,9 +152,12 @@ func (s *serverStream) drain() error {
 func (fc *fakeController) Connect(st grpc.BidiStreamingServer[meshpb.AgentMessage, meshpb.ControllerMessage]) error {
 	fc.mu.Lock()
 	standby := fc.notLeader
+	if standby {
+		fc.refused++
+	}
 	fc.mu.Unlock()
 	if standby {
-		return status.Error(codes.Unavailable, "not leader")
+		return status.Error(codes.Unavailable, meshpb.NotLeader)
 	}
 	sess := &session{}
 	if md, ok := metadata.FromIncomingContext(st.Context()); ok && len(md.Get("authorization")) > 0 {
@@ -200,6 +205,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// standbyRefusals is how many streams fc ended as a standby.
+func (fc *fakeController) standbyRefusals() int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.refused
 }
 
 func startController(t *testing.T, p pki, notLeader bool) *fakeController {
