@@ -27,7 +27,6 @@ func TestAgentRestart(t *testing.T, c Cluster) {
 	fs := startFlows(t, c, 500)
 	restarted := time.Now()
 	if err := c.RestartAgent(ctx, node); err != nil {
-		fs.stop(0)
 		capture.Stop()
 		t.Fatal(err)
 	}

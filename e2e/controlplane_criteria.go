@@ -19,13 +19,11 @@ func TestControllerDown(t *testing.T, c Cluster) {
 	ctx := ctxFor(t, 3*time.Minute)
 	fs := startFlows(t, c, 200)
 	if err := c.StopControllers(ctx); err != nil {
-		fs.stop(0)
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Second)
 	returned := time.Now()
 	if err := c.StartControllers(ctx); err != nil {
-		fs.stop(0)
 		t.Fatal(err)
 	}
 	took := waitAgentsConnected(t, c, returned, 60*time.Second)
@@ -52,7 +50,6 @@ func TestLeaderFailover(t *testing.T, c Cluster) {
 	fs := startFlows(t, c, 200)
 	killed := time.Now()
 	if err := c.KillController(ctx, leader); err != nil {
-		fs.stop(0)
 		t.Fatal(err)
 	}
 	eventually(t, c.LeaseDuration()+10*time.Second, 50*time.Millisecond, "a new leader", func() (bool, string) {

@@ -177,12 +177,11 @@ func startFlows(t testing.TB, c Cluster, rate int) *flowSet {
 }
 
 // add starts a flow from → to in family fam at rate datagrams per second;
-// if it cannot, the set stops and the test ends.
+// if it cannot, the test ends (and with it the set's flows).
 func (fs *flowSet) add(t testing.TB, c Cluster, from, to Pod, fam string, rate int) {
 	t.Helper()
 	f, err := c.StartFlow(from, to, to.Addr(fam), rate)
 	if err != nil {
-		fs.stop(0)
 		t.Fatalf("start flow %s → %s %s: %v", from.Name, to.Name, fam, err)
 	}
 	fs.names = append(fs.names, fmt.Sprintf("%s→%s/%s", from.Name, to.Name, fam))

@@ -26,7 +26,6 @@ func TestNodeJoinAndDelete(t *testing.T, c Cluster) {
 
 	joined, err := c.AddNode(ctx)
 	if err != nil {
-		fs.stop(0)
 		capture.Stop()
 		t.Fatalf("add a node: %v", err)
 	}

@@ -273,7 +273,6 @@ func rollbackWhenAPeerDies(t *testing.T, c Cluster) {
 	requestRotation(t, ctx, c, subject, request)
 	waitPhase(t, ctx, c, subject, v1alpha1.RotationDistribute)
 	if err := c.KillAgent(ctx, dies); err != nil {
-		fs.stop(0)
 		t.Fatal(err)
 	}
 	killed := time.Now()

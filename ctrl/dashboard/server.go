@@ -205,10 +205,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions[token] = now.Add(s.opts.SessionTTL)
 	s.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: token, Path: "/", MaxAge: int(s.opts.SessionTTL.Seconds()),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-	})
+	http.SetCookie(w, sessionCookie(r, token, int(s.opts.SessionTTL.Seconds())))
 	s.opts.Log.Info("dashboard login", "client", clientAddr(r))
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
@@ -219,8 +216,15 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		delete(s.sessions, c.Value)
 		s.mu.Unlock()
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, sessionCookie(r, "", -1))
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// sessionCookie carries token for maxAge seconds (-1: delete it): never
+// to scripts or other sites, and only over TLS when the page came so.
+func sessionCookie(r *http.Request, token string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: token, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
 }
 
 // allow takes a login attempt from addr's bucket and the shared one.
@@ -323,27 +327,8 @@ func newToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Run serves the dashboard on addr until ctx ends.
-func Run(ctx context.Context, addr string, s *Server) error {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("dashboard listener: %w", err)
-	}
-	return Serve(ctx, lis, s)
-}
-
-// Serve serves the dashboard on lis until ctx ends.
-func Serve(ctx context.Context, lis net.Listener, s *Server) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		return nil
-	case err := <-errc:
-		return fmt.Errorf("dashboard: %w", err)
-	}
+// HTTPServer returns an http.Server for s on addr, with timeouts that
+// keep slow clients from holding connections.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{Addr: addr, Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 }

@@ -108,7 +108,7 @@ func NewView(m *meshview.Mesh, reports Reports) View {
 		nv := NodeView{
 			Name: n.Name, Endpoint: st.Endpoint, Backend: string(st.Backend), PeersUp: st.PeersUp, PeersWanted: len(n.WantPeers),
 			KeyGeneration: st.KeyGeneration, RotationPhase: string(st.RotationPhase), Healthy: healthy[n.Name], Note: n.Note(),
-			Connected: isTrue(n.Condition(v1alpha1.ConditionConnected)), Ready: isTrue(n.Condition(v1alpha1.ConditionReady)),
+			Connected: meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionConnected), Ready: meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady),
 			LastSeen: -1, Drops: map[string]uint64{},
 		}
 		if st.LastSeen != nil {
@@ -178,5 +178,3 @@ func handshakeAge(now time.Time, p *meshpb.PeerStatus) float64 {
 	}
 	return max(now.Sub(time.Unix(0, p.GetLastHandshakeUnixNano())).Seconds(), 0)
 }
-
-func isTrue(c *metav1.Condition) bool { return c != nil && c.Status == metav1.ConditionTrue }

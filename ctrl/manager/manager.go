@@ -223,12 +223,8 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		// Every replica serves it (from its warm cache); only the leader
 		// has the daemons' live reports.
-		serve := everyReplica(func(ctx context.Context) error {
-			if opts.DashboardListener != nil {
-				return dashboard.Serve(ctx, opts.DashboardListener, dash)
-			}
-			return dashboard.Run(ctx, opts.DashboardAddr, dash)
-		})
+		shutdown := 5 * time.Second
+		serve := &crmanager.Server{Name: "dashboard", Server: dash.HTTPServer(opts.DashboardAddr), Listener: opts.DashboardListener, ShutdownTimeout: &shutdown}
 		if err := mgr.Add(serve); err != nil {
 			return fmt.Errorf("add dashboard: %w", err)
 		}
@@ -285,10 +281,3 @@ func orDefault[T comparable](v, def T) T {
 	}
 	return v
 }
-
-// everyReplica is a runnable that runs on standbys too (a plain
-// RunnableFunc runs on the leader only).
-type everyReplica func(ctx context.Context) error
-
-func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
-func (everyReplica) NeedLeaderElection() bool          { return false }

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/lumbrjx/vpblu/core/api/v1alpha1"
 )
@@ -64,9 +64,8 @@ func (n Node) Healthy() bool {
 		return false
 	}
 	st := n.VpbluNode.Status
-	r := n.Condition(v1alpha1.ConditionReady)
 	want := int32(len(n.WantPeers))
-	return r != nil && r.Status == metav1.ConditionTrue && st.PeersTotal == want && st.PeersUp == want
+	return meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ConditionReady) && st.PeersTotal == want && st.PeersUp == want
 }
 
 func nodeColor(n Node, healthy bool) string {

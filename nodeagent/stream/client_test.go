@@ -266,15 +266,7 @@ func TestKeepsTryingUntilALeaderAppears(t *testing.T) {
 	c := e.client(t, []string{a.addr, b.addr}, nil)
 	waitFor(t, "a few rounds", func() bool { return strings.Contains(c.State().LastError, stream.ErrNotLeader.Error()) })
 	time.Sleep(100 * time.Millisecond)
-	b.mu.Lock()
-	b.notLeader = false
-	b.mu.Unlock()
-	b.setScript(func(s *serverStream) error {
-		if err := s.Send(syncMsg(1)); err != nil {
-			return err
-		}
-		return s.drain()
-	})
+	b.lead()
 	waitFor(t, "connected to the new leader", func() bool { st := c.State(); return st.Connected && st.Address == b.addr })
 }
 
@@ -291,18 +283,10 @@ func TestAStandbyKeepsTheBackoffShortUntilTheNewLeaderServes(t *testing.T) {
 		o.Backoff = stream.Backoff{Initial: 20 * time.Millisecond, Max: time.Minute, StandbyMax: 50 * time.Millisecond, Multiplier: 8}
 	})
 	waitFor(t, "four rounds of standbys", func() bool { return b.standbyRefusals() >= 4 })
-	b.mu.Lock()
-	b.notLeader = false
-	b.mu.Unlock()
-	b.setScript(func(s *serverStream) error {
-		if err := s.Send(syncMsg(1)); err != nil {
-			return err
-		}
-		return s.drain()
-	})
+	b.lead()
 	elected := time.Now()
 	waitFor(t, "connected to the new leader", func() bool { st := c.State(); return st.Connected && st.Address == b.addr })
-	// Generous against a loaded machine, far below the uncapped 20 s.
+	// Generous against a loaded machine, far below the uncapped 10 s.
 	if took := time.Since(elected); took > 5*time.Second {
 		t.Errorf("on the new leader %s after it took over, want ≤ 5s (StandbyMax 50ms)", took)
 	}

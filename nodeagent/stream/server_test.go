@@ -207,6 +207,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// lead makes fc the leader: it serves every stream with a SyncState,
+// then reads until the daemon goes away.
+func (fc *fakeController) lead() {
+	fc.mu.Lock()
+	fc.notLeader = false
+	fc.mu.Unlock()
+	fc.setScript(func(s *serverStream) error {
+		if err := s.Send(syncMsg(1)); err != nil {
+			return err
+		}
+		return s.drain()
+	})
+}
+
 // standbyRefusals is how many streams fc ended as a standby.
 func (fc *fakeController) standbyRefusals() int {
 	fc.mu.Lock()
